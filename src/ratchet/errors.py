@@ -1,0 +1,80 @@
+"""Every error Ratchet raises on purpose.
+
+The library raises, the command line reports: ``cli.py`` turns any
+``RatchetError`` into one sentence and exit code 2. Each message names what
+went wrong, where, and how to fix it.
+
+Hierarchy::
+
+    RatchetError
+    ├── ConfigError          ratchet.toml or a command-line option is wrong
+    ├── GitError             git is missing, or the directory is not a repository
+    ├── LedgerError          .ratchet/ledger.sqlite is damaged or unwritable
+    ├── ProposalError        a proposer cannot start or cannot produce a proposal
+    │   └── ProposalsExhausted   a finite proposer (replay) has nothing left
+    ├── SandboxError         the requested isolation level is not available
+    └── ExperimentError      an experiment failed in a way the loop records
+        ├── ExperimentTimeout
+        ├── ExperimentCrashed
+        └── MetricNotFound
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RatchetError",
+    "ConfigError",
+    "GitError",
+    "LedgerError",
+    "ProposalError",
+    "ProposalsExhausted",
+    "SandboxError",
+    "ExperimentError",
+    "ExperimentTimeout",
+    "ExperimentCrashed",
+    "MetricNotFound",
+]
+
+
+class RatchetError(Exception):
+    """Base class: an error whose message is fit to show a user as is."""
+
+
+class ConfigError(RatchetError):
+    """The study's configuration or a command-line option is invalid."""
+
+
+class GitError(RatchetError):
+    """A git operation failed or git is unavailable."""
+
+
+class LedgerError(RatchetError):
+    """The ledger cannot be opened, is damaged, or cannot be written."""
+
+
+class ProposalError(RatchetError):
+    """A proposer cannot start or failed to produce a usable proposal."""
+
+
+class ProposalsExhausted(ProposalError):
+    """A finite proposer (replay) has no proposals left; the loop ends cleanly."""
+
+
+class SandboxError(RatchetError):
+    """The study asks for an isolation level this machine cannot provide."""
+
+
+class ExperimentError(RatchetError):
+    """An experiment failed; the loop records it with a status and a reason."""
+
+
+class ExperimentTimeout(ExperimentError):
+    """The experiment ran past its budget and was killed."""
+
+
+class ExperimentCrashed(ExperimentError):
+    """The experiment exited non-zero."""
+
+
+class MetricNotFound(ExperimentError):
+    """The experiment finished without printing a usable metric."""

@@ -1,0 +1,265 @@
+"""The ``ratchet.toml`` schema: loading, validation, and the ``Study`` it becomes.
+
+The file is read once, at the entry point, into frozen pydantic models; every
+other part receives the ``Study``. Anything wrong with the file ends in a
+``ConfigError`` whose message names the file, the key, and the fix.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "CONFIG_NAME",
+    "Study",
+    "StudySection",
+    "FilesSpec",
+    "RunPhase",
+    "EvaluatePhase",
+    "MetricSpec",
+    "DecisionSpec",
+    "PruneSpec",
+    "ProposerSpec",
+    "load_study",
+    "matches",
+]
+
+CONFIG_NAME = "ratchet.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(_Section):
+    name: str = Field(min_length=1)
+    program: str = "program.md"
+
+
+class FilesSpec(_Section):
+    editable: list[str] = Field(min_length=1)
+    protected: list[str] = []
+
+
+class _Phase(_Section):
+    command: str = Field(min_length=1)
+    budget: float = Field(gt=0)
+    grace: float = Field(default=5.0, ge=0)
+
+
+class RunPhase(_Phase):
+    """The candidate's own phase: the command the proposer's change affects."""
+
+    smoke: str | None = None
+    smoke_budget: float | None = Field(default=None, gt=0)
+    sandbox: Literal["none", "process", "bwrap"] = "process"
+    env_allow: list[str] = []
+    log_cap_mb: float = Field(default=10.0, gt=0)
+
+
+class EvaluatePhase(_Phase):
+    """Fixed code run after the run phase; when present, the only source of the metric."""
+
+    budget: float = Field(default=60.0, gt=0)
+
+
+class MetricSpec(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
+    goal: Literal["minimize", "maximize"] = "minimize"
+
+
+class DecisionSpec(_Section):
+    rule: Literal["strict"] = "strict"
+
+
+class PruneSpec(_Section):
+    enabled: bool = True
+    min_progress: float = Field(default=0.25, ge=0, le=1)
+
+
+class ProposerSpec(_Section):
+    kind: Literal["mutate", "llm", "agent", "replay"] = "mutate"
+    replay: str | None = None
+    max_changes: int = Field(default=3, ge=1, le=10)
+
+
+class _StudyFile(_Section):
+    """The TOML document as written; turned into a ``Study`` after path checks."""
+
+    study: StudySection
+    files: FilesSpec
+    run: RunPhase
+    evaluate: EvaluatePhase | None = None
+    metric: MetricSpec
+    decision: DecisionSpec = DecisionSpec()
+    prune: PruneSpec = PruneSpec()
+    proposer: ProposerSpec = ProposerSpec()
+
+    @field_validator("files")
+    @classmethod
+    def _relative_globs(cls, files: FilesSpec) -> FilesSpec:
+        for pattern in [*files.editable, *files.protected]:
+            path = PurePosixPath(pattern)
+            if path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"pattern {pattern!r} must be relative to the study directory")
+        return files
+
+
+class Study(BaseModel):
+    """A loaded, validated study: its directory plus every section of ratchet.toml."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    name: str
+    program: str
+    editable: tuple[str, ...]
+    protected: tuple[str, ...]
+    run: RunPhase
+    evaluate: EvaluatePhase | None
+    metric: MetricSpec
+    decision: DecisionSpec
+    prune: PruneSpec
+    proposer: ProposerSpec
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    def is_editable(self, path: str) -> bool:
+        """True when ``path`` (relative, POSIX) matches an editable glob and no protected one."""
+        return matches(path, self.editable) and not self.is_protected(path)
+
+    def is_protected(self, path: str) -> bool:
+        """ratchet.toml and the program are always protected, whatever the globs say."""
+        return path in (CONFIG_NAME, self.program) or matches(path, self.protected)
+
+    def editable_files(self, root: Path | None = None) -> list[str]:
+        """Editable files that exist under ``root`` (default: the study directory)."""
+        return _expand(root or self.root, self.editable)
+
+    def protected_files(self, root: Path | None = None) -> list[str]:
+        """Protected files that exist under ``root``, ratchet.toml and the program included."""
+        base = root or self.root
+        fixed = [p for p in (CONFIG_NAME, self.program) if (base / p).is_file()]
+        return sorted(set(fixed) | set(_expand(base, self.protected)))
+
+
+def matches(path: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """Glob match on POSIX relative paths; ``**`` crosses directories."""
+    pure = PurePosixPath(path)
+    return any(pure.match(p) or fnmatch.fnmatch(path, p) for p in patterns)
+
+
+def _expand(root: Path, patterns: tuple[str, ...] | list[str]) -> list[str]:
+    found: set[str] = set()
+    for pattern in patterns:
+        for hit in root.glob(pattern):
+            if hit.is_file() and ".ratchet" not in hit.relative_to(root).parts:
+                found.add(hit.relative_to(root).as_posix())
+    return sorted(found)
+
+
+def load_study(directory: Path) -> Study:
+    """Read ``DIR/ratchet.toml``, validate it, and check its globs against the files."""
+    root = directory.resolve()
+    path = root / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} not found — run `ratchet init {directory}` or pass the study directory"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc}) — fix the syntax") from None
+    try:
+        parsed = _StudyFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+    study = Study(
+        root=root,
+        name=parsed.study.name,
+        program=parsed.study.program,
+        editable=tuple(parsed.files.editable),
+        protected=tuple(parsed.files.protected),
+        run=parsed.run,
+        evaluate=parsed.evaluate,
+        metric=parsed.metric,
+        decision=parsed.decision,
+        prune=parsed.prune,
+        proposer=parsed.proposer,
+    )
+    _check_files(path, study)
+    return study
+
+
+def _check_files(path: Path, study: Study) -> None:
+    for pattern in study.editable:
+        if not _expand(study.root, [pattern]):
+            raise ConfigError(
+                f"{path}: [files] editable pattern {pattern!r} matches no file in {study.root}"
+                " — fix the pattern or create the file"
+            )
+    for name in study.editable_files():
+        if study.is_protected(name):
+            raise ConfigError(
+                f"{path}: {name} is both editable and protected"
+                " — remove it from [files] editable or from [files] protected"
+            )
+    if not (study.root / study.program).is_file():
+        raise ConfigError(
+            f"{path}: [study] program = {study.program!r} does not exist"
+            " — create it (the research strategy for the proposer) or fix the name"
+        )
+
+
+_SECTIONS = ("study", "files", "run", "evaluate", "metric", "decision", "prune", "proposer")
+_EXAMPLES = {
+    "study": 'name = "mystudy"',
+    "files": 'editable = ["train.py"]',
+    "run": 'command = "python train.py" and budget = 60',
+    "metric": 'name = "val_loss" and goal = "minimize"',
+}
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    """Turn pydantic's first error into one sentence naming the key and the fix."""
+    err = exc.errors()[0]
+    loc = [str(part) for part in err["loc"]]
+    kind = err["type"]
+    section = loc[0] if loc else ""
+    key = f"[{section}] {'.'.join(loc[1:])}".strip() if len(loc) > 1 else f"[{section}]"
+    if kind == "extra_forbidden" and len(loc) == 1:
+        return (
+            f"{path}: unknown section [{section}] — remove it"
+            f" (known sections: {', '.join(_SECTIONS)})"
+        )
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key {key} — remove it or check its spelling"
+    if kind == "missing" and len(loc) == 1:
+        example = _EXAMPLES.get(section, "its required keys")
+        return f"{path}: missing section [{section}] — add it with {example}"
+    if kind == "missing":
+        return f"{path}: missing key {key} — add it"
+    if kind in ("greater_than", "greater_than_equal") and loc[-1] in ("budget", "grace"):
+        bound = "a positive" if kind == "greater_than" else "a non-negative"
+        return (
+            f"{path}: {key} must be {bound} number of seconds, got {err.get('input')!r}"
+            f" — set e.g. {loc[-1]} = {60 if loc[-1] == 'budget' else 5}"
+        )
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{path}: {key} = {err.get('input')!r} is not allowed — use one of {expected}"
+    return f"{path}: {key}: {err['msg']} (got {err.get('input')!r}) — fix the value"
