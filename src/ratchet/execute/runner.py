@@ -1,0 +1,590 @@
+"""The one process runner: a command, a budget, a whole process tree killed on time.
+
+Every phase (smoke, run, evaluate) and every agent command goes through
+``run_command``. The command must not outlive its budget, its descendants must
+not outlive the command, and nothing it started may outlive Ratchet itself,
+not even when Ratchet is killed with SIGKILL.
+
+How: ``run_command`` forks a *shepherd*, a copy of the current process that
+never execs (starting a fresh interpreter would cost ~110 ms per run). The
+shepherd
+
+- makes itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so every
+  descendant that is orphaned, double-forked daemons included, is reparented
+  to it instead of to init and stays findable;
+- spawns ``/bin/sh -c COMMAND`` in a new session with ``posix_spawn``;
+- waits without polling for whichever comes first: the command's exit
+  (SIGCHLD through ``signal.set_wakeup_fd``), the deadline (the poll timeout),
+  a byte on the control pipe (Ratchet asks it to stop) or EOF on that pipe
+  (Ratchet died: stop everything);
+- then kills every descendant it still has: SIGTERM to the tree found in
+  ``/proc`` and to the command's process group, ``grace`` seconds of reaping,
+  then SIGKILL until ``waitpid`` says it has no children left;
+- reports one JSON line on a status pipe and leaves with ``os._exit``.
+
+Ratchet (the parent) meanwhile reads the output pipe to EOF, which comes only
+when every process holding its write end is dead, writes the log, calls
+``on_line`` for each line as it arrives, then reads the status and reaps the
+shepherd.
+
+The shepherd ignores the signals a terminal sends to the whole foreground
+group (SIGINT, SIGQUIT, SIGHUP, SIGTSTP): Ratchet decides what Ctrl-C means,
+and if Ratchet dies of one of them the control pipe reaches EOF and the
+shepherd cleans up. SIGTERM sent to the shepherd itself stops the tree before
+the shepherd leaves, rather than killing the shepherd at once and orphaning
+the experiment.
+
+Ratchet's main process is single-threaded by design: ``os.fork`` in a process
+with other threads can deadlock the child (Python 3.12+ warns about it).
+
+Platforms: Linux is the target. Without ``prctl`` (macOS, BSD) or without a
+readable ``/proc``, the shepherd falls back to killing the command's process
+group; descendants that left that group (``setsid`` daemons) may then escape.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import gc
+import json
+import math
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import ExperimentCrashed
+
+__all__ = ["RunSpec", "RunResult", "run_command"]
+
+_CHUNK = 64 * 1024
+_TAIL_CHARS = 4000
+_TAIL_BYTES = 4 * _TAIL_CHARS + 16
+_MAX_LINE = 1024 * 1024
+_PR_SET_CHILD_SUBREAPER = 36
+_KILL_RETRY_S = 0.2
+_MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
+# Sent to the whole foreground group by a terminal; Ratchet alone reacts to them.
+_TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTSTP)
+_GUARDED = {*_TERMINAL_SIGNALS, signal.SIGTERM, signal.SIGCHLD}
+# The command starts with default dispositions for all that Python or the shepherd changed.
+_DEFAULT_IN_CHILD = (*_GUARDED, signal.SIGPIPE, signal.SIGXFSZ)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run, where, with which environment and limits."""
+
+    command: str  # run through /bin/sh -c
+    cwd: Path
+    env: Mapping[str, str]  # the complete child environment (already scrubbed by the caller)
+    budget: float  # seconds of wall time before SIGTERM to the whole tree
+    grace: float  # seconds between SIGTERM and SIGKILL
+    log_path: Path  # stdout+stderr interleaved are written here (parent dirs created)
+    log_cap_bytes: int = 10_000_000
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a command ended.
+
+    ``stop_reason`` is set whenever a stop was asked for, even if the command
+    happened to finish on its own first; ``returncode`` tells which.
+    """
+
+    returncode: int | None  # main command's exit status; -N when it died of signal N
+    timed_out: bool  # budget expired and the tree was killed
+    stop_reason: str | None  # on_line's reason, or "interrupted" after Ctrl-C
+    duration_s: float  # spawn to the main process's exit: the experiment's own time
+    log_bytes: int  # total bytes of output produced (including what went past the cap)
+    truncated: bool  # output hit log_cap_bytes; the log ends with a marker line
+    tail: str  # the last <= 4000 characters of output, for failure reasons
+
+
+def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = None) -> RunResult:
+    """Run ``spec.command`` under its budget and return how it ended.
+
+    ``on_line`` sees every complete output line as it arrives (also past the
+    log cap); a non-empty return value stops the whole tree and becomes
+    ``stop_reason``. Ctrl-C (KeyboardInterrupt) while waiting stops the tree
+    the same way and returns with ``stop_reason="interrupted"``. Raises
+    ``ExperimentCrashed`` when the command cannot be started at all (for
+    example a missing ``cwd``).
+    """
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    # Replace, never truncate, an old log: ext4 flushes a truncated-and-rewritten
+    # file on close (auto_da_alloc), which costs milliseconds per run.
+    spec.log_path.unlink(missing_ok=True)
+    with open(spec.log_path, "wb", buffering=0) as log:
+        channel = _Channel.start(spec)
+        try:
+            capture = _Capture(log, spec.log_cap_bytes, on_line, channel.stop)
+            _pump(channel, capture)
+            status = channel.status()
+        finally:
+            channel.close()
+    return _result(spec, status, capture, channel.interrupted)
+
+
+def _pump(channel: _Channel, capture: _Capture) -> None:
+    """Copy output to the log and ``on_line`` until EOF; Ctrl-C only asks for a stop."""
+    while True:
+        try:
+            chunk = os.read(channel.out_r, _CHUNK)
+            if not chunk:
+                break
+            capture.feed(chunk)
+        except KeyboardInterrupt:
+            channel.interrupt()
+    _uninterrupted(channel, capture.finish)
+
+
+def _uninterrupted(channel: _Channel, call: Callable[[], object]) -> object:
+    """Call ``call`` to completion; a Ctrl-C meanwhile asks the shepherd to stop."""
+    while True:
+        try:
+            return call()
+        except KeyboardInterrupt:
+            channel.interrupt()
+
+
+def _result(spec: RunSpec, status: dict, capture: _Capture, interrupted: bool) -> RunResult:
+    """Combine the shepherd's report and the captured output into a ``RunResult``."""
+    if status.get("error"):
+        raise ExperimentCrashed(
+            f"could not start `{spec.command}` in {spec.cwd}: {status['error']}"
+        )
+    if not status and not interrupted:
+        raise ExperimentCrashed(
+            f"the process supervising `{spec.command}` died without a report; "
+            f"its output is in {spec.log_path}"
+        )
+    return RunResult(
+        returncode=status.get("returncode"),
+        timed_out=bool(status.get("timed_out")),
+        stop_reason="interrupted" if interrupted else capture.stop_reason,
+        duration_s=float(status.get("duration", 0.0)),
+        log_bytes=capture.total,
+        truncated=capture.total > capture.cap,
+        tail=capture.tail(),
+    )
+
+
+# --- the parent's side --------------------------------------------------------------
+
+
+class _Channel:
+    """Ratchet's ends of the three pipes to a shepherd, and the shepherd's pid."""
+
+    def __init__(self, pid: int, out_r: int, ctl_w: int, status_r: int) -> None:
+        self.pid = pid
+        self.out_r = out_r
+        self.ctl_w: int | None = ctl_w
+        self.status_r = status_r
+        self.interrupted = False
+        self._stop_sent = False
+
+    @classmethod
+    def start(cls, spec: RunSpec) -> _Channel:
+        """Fork the shepherd; terminal signals stay blocked until both sides are ready."""
+        prctl = _prctl()
+        out_r, out_w = os.pipe()
+        ctl_r, ctl_w = os.pipe()
+        status_r, status_w = os.pipe()
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _GUARDED)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            for fd in (out_r, out_w, ctl_r, ctl_w, status_r, status_w):
+                os.close(fd)
+            raise
+        if pid == 0:  # the shepherd: never returns into the caller's code
+            code = 1
+            try:
+                _shepherd(spec, out_w, ctl_r, status_w, old_mask, prctl)
+                code = 0
+            finally:
+                os._exit(code)
+        for fd in (out_w, ctl_r, status_w):
+            os.close(fd)
+        channel = cls(pid, out_r, ctl_w, status_r)
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        except KeyboardInterrupt:
+            channel.interrupt()
+        return channel
+
+    def stop(self) -> None:
+        """Ask the shepherd to stop the tree now (once; harmless if it already left)."""
+        if self._stop_sent or self.ctl_w is None:
+            return
+        self._stop_sent = True
+        try:
+            os.write(self.ctl_w, b"s")
+        except OSError:
+            pass
+
+    def interrupt(self) -> None:
+        """Ctrl-C: remember it and stop the tree."""
+        self.interrupted = True
+        self.stop()
+
+    def status(self) -> dict:
+        """The shepherd's one-line JSON report; ``{}`` when it died without one."""
+        data = bytearray()
+        while True:
+            chunk = _uninterrupted(self, lambda: os.read(self.status_r, _CHUNK))
+            if not chunk:
+                break
+            data += chunk
+        try:
+            report = json.loads(data.decode())
+        except ValueError:
+            return {}
+        return report if isinstance(report, dict) else {}
+
+    def close(self) -> None:
+        """Close our pipe ends (EOF on the control pipe stops a running tree), reap the shepherd."""
+        if self.ctl_w is not None:
+            os.close(self.ctl_w)
+            self.ctl_w = None
+        os.close(self.out_r)
+        os.close(self.status_r)
+        try:
+            _uninterrupted(self, lambda: os.waitpid(self.pid, 0))
+        except ChildProcessError:
+            pass  # someone else's SIGCHLD handler reaped it already
+
+
+class _Capture:
+    """Writes output to the capped log, keeps its tail, and hands lines to ``on_line``."""
+
+    def __init__(
+        self,
+        log: BinaryIO,
+        cap: int,
+        on_line: Callable[[str], str | None] | None,
+        stop: Callable[[], None],
+    ) -> None:
+        self.log = log
+        self.cap = cap
+        self.on_line = on_line
+        self.stop = stop
+        self.total = 0
+        self.stop_reason: str | None = None
+        self._pending = b""
+        self._tail = bytearray()
+        self._last_written = b"\n"
+
+    def feed(self, chunk: bytes) -> None:
+        """Take one chunk of output as read from the pipe."""
+        room = self.cap - self.total
+        if room > 0:
+            written = chunk[:room]
+            self.log.write(written)
+            self._last_written = written[-1:]
+        self.total += len(chunk)
+        self._tail += chunk
+        if len(self._tail) > _TAIL_BYTES:
+            del self._tail[:-_TAIL_BYTES]
+        if self.on_line is not None:
+            self._split(chunk)
+
+    def _split(self, chunk: bytes) -> None:
+        """Emit each complete line; an endless line (progress bars) is emitted at 1 MiB."""
+        lines = (self._pending + chunk).split(b"\n")
+        self._pending = lines.pop()
+        for raw in lines:
+            self._emit(raw)
+        if len(self._pending) >= _MAX_LINE:
+            self._emit(self._pending)
+            self._pending = b""
+
+    def _emit(self, raw: bytes) -> None:
+        """One line to ``on_line``; its first stop request stops the run."""
+        line = raw.decode("utf-8", "replace")
+        if line.endswith("\r"):
+            line = line[:-1]
+        reason = self.on_line(line) if self.on_line is not None else None
+        if reason and self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop()
+
+    def finish(self) -> None:
+        """At EOF: the last unterminated line, and the truncation marker."""
+        pending, self._pending = self._pending, b""
+        if pending and self.on_line is not None:
+            self._emit(pending)
+        if self.total > self.cap:
+            newline = b"" if self._last_written == b"\n" else b"\n"
+            marker = f"[ratchet: output truncated at {self.cap} of {self.total} bytes]\n"
+            self.log.write(newline + marker.encode())
+
+    def tail(self) -> str:
+        """The last characters of output; a character cut at the start decodes as U+FFFD."""
+        return bytes(self._tail).decode("utf-8", "replace")[-_TAIL_CHARS:]
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, loaded in the parent so the shepherd only calls it; None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# --- the shepherd's side (runs in the forked child only) ----------------------------
+
+
+def _shepherd(
+    spec: RunSpec,
+    out_w: int,
+    ctl_r: int,
+    status_w: int,
+    old_mask: set[signal.Signals],
+    prctl: Callable[..., int] | None,
+) -> None:
+    """Spawn the command, supervise it, kill what is left, report; then the caller exits."""
+    gc.disable()  # a collection could close fds of the parent's garbage that we reuse
+    _close_fds_except({out_w, ctl_r, status_w})
+    wake_r = _catch_signals()
+    tracks_tree = _become_subreaper(prctl)
+    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask - {signal.SIGCHLD, signal.SIGTERM})
+    shepherd = _Shepherd(wake_r, ctl_r, tracks_tree)
+    try:
+        report = shepherd.run(spec, out_w)
+    except BaseException:
+        shepherd.kill_tree(spec.grace)
+        raise
+    _write_all(status_w, (json.dumps(report) + "\n").encode())
+
+
+def _become_subreaper(prctl: Callable[..., int] | None) -> bool:
+    """Adopt every orphaned descendant; only worth it when /proc lets us find them."""
+    if prctl is None or not os.access("/proc/self/stat", os.R_OK):
+        return False
+    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
+    return prctl(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) == 0
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    """Drop every inherited fd (other runs' pipes, the log) so EOFs arrive on time."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), low + 1))
+
+
+def _catch_signals() -> int:
+    """Ignore terminal signals; route SIGCHLD and SIGTERM to a wakeup pipe we poll."""
+    for signum in _TERMINAL_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for signum in (signal.SIGCHLD, signal.SIGTERM):
+        signal.signal(signum, _ignore)
+    return wake_r
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """The Python-level handler; the wakeup byte carries the information."""
+
+
+def _spawn(spec: RunSpec, out_w: int) -> int:
+    """Start the command: own session, stdin /dev/null, stdout+stderr to the output pipe.
+
+    The one place that decides how the command is started (resource limits and
+    a sandbox prefix belong here).
+    """
+    os.chdir(spec.cwd)
+    argv = ["/bin/sh", "-c", spec.command]
+    return os.posix_spawn(
+        argv[0],
+        argv,
+        dict(spec.env),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, out_w, 2),
+        ],
+        setsid=True,
+        setsigmask=(),
+        setsigdef=_DEFAULT_IN_CHILD,
+    )
+
+
+class _Shepherd:
+    """The supervising loop: reaps children, enforces the deadline, kills the tree."""
+
+    def __init__(self, wake_r: int, ctl_r: int, tracks_tree: bool) -> None:
+        self.wake_r = wake_r
+        self.ctl_r = ctl_r
+        self.tracks_tree = tracks_tree  # subreaper with /proc: our children are all of it
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.started = 0.0
+        self.ended: float | None = None
+
+    def run(self, spec: RunSpec, out_w: int) -> dict:
+        """Spawn, wait for exit / deadline / stop, then make sure nothing is left."""
+        self.started = time.monotonic()
+        try:
+            self.pid = _spawn(spec, out_w)
+        except (OSError, ValueError) as error:
+            return {"error": getattr(error, "strerror", None) or str(error)}
+        finally:
+            os.close(out_w)
+        ending = self._supervise(self.started + spec.budget)
+        self.kill_tree(spec.grace)
+        ended = self.ended if self.ended is not None else time.monotonic()
+        return {
+            "returncode": self.returncode,
+            "timed_out": ending == "timeout",
+            "duration": ended - self.started,
+        }
+
+    def _supervise(self, deadline: float) -> str:
+        """Block until the command exits ("exited"), the deadline, or a stop request."""
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        poller.register(self.ctl_r, select.POLLIN)
+        while not self._reap_and_check_main():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout"
+            for fd, _ in poller.poll(math.ceil(min(remaining, _MAX_WAIT_S) * 1000)):
+                if fd == self.ctl_r or signal.SIGTERM in self._drain_wakeups():
+                    return "stop"  # a byte: Ratchet asks; EOF: Ratchet is gone
+        return "exited"
+
+    def _reap_and_check_main(self) -> bool:
+        """Reap what has exited; True once the main command is among it."""
+        self.reap()
+        return self.ended is not None
+
+    def reap(self) -> bool:
+        """Collect every exited child; True when no children are left at all."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return True
+            if pid == 0:
+                return False
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                self.ended = time.monotonic()
+
+    def _drain_wakeups(self) -> set[int]:
+        """The signal numbers that arrived since the last drain."""
+        try:
+            return set(os.read(self.wake_r, 1024))
+        except BlockingIOError:
+            return set()
+
+    def kill_tree(self, grace: float) -> None:
+        """SIGTERM to every descendant, ``grace`` seconds, then SIGKILL until none is left."""
+        if not self._alive():
+            return
+        self._signal_tree(signal.SIGTERM)
+        self._signal_tree(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        if self._wait_gone(time.monotonic() + grace):
+            return
+        while True:
+            self._signal_tree(signal.SIGKILL)
+            if self._wait_gone(time.monotonic() + _KILL_RETRY_S):
+                return
+
+    def _alive(self) -> bool:
+        """Whether anything of the tree is left (as a subreaper, our children are all of it)."""
+        if not self.reap():
+            return True
+        return not self.tracks_tree and self.pid is not None and _group_exists(self.pid)
+
+    def _wait_gone(self, deadline: float) -> bool:
+        """Reap as children exit until none is left (True) or the deadline passes (False)."""
+        while self._alive():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            select.select([self.wake_r], [], [], min(remaining, _MAX_WAIT_S))
+            self._drain_wakeups()
+        return True
+
+    def _signal_tree(self, signum: int) -> None:
+        """``signum`` to the command's group and to every descendant found in /proc."""
+        if self.pid is not None:
+            try:
+                os.killpg(self.pid, signum)
+            except OSError:
+                pass
+        for pid in _descendants(os.getpid()):
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+
+
+def _group_exists(pgid: int) -> bool:
+    """Whether any process is left in the command's group (the fallback's only view)."""
+    try:
+        os.killpg(pgid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root``, from the ppid field of /proc/<pid>/stat; [] without /proc."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if name.isdigit():
+            ppid = _ppid(name)
+            if ppid is not None:
+                children.setdefault(ppid, []).append(int(name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _ppid(pid: str) -> int | None:
+    """The parent pid from /proc/<pid>/stat; the command name may hold spaces and parens."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return int(data[data.rindex(b")") + 2 :].split(None, 2)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write the report; a pipe with no reader (Ratchet died) is not an error here."""
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        pass  # Ratchet is gone; nobody is left to read the report
