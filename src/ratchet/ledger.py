@@ -1,0 +1,476 @@
+"""The append-only record of every experiment: ``.ratchet/ledger.sqlite``.
+
+Why SQLite: one file, safe under concurrent readers (``ratchet status`` and
+the dashboard read while ``ratchet run`` writes, thanks to WAL), and each
+write is one small transaction that survives a kill -9 of the orchestrator.
+
+Why append-only, for real: an experiment, its samples and its outcome are
+rows in three tables, and triggers abort any UPDATE or DELETE on them, so a
+bug (or a proposer) cannot rewrite history. An experiment's status comes
+from its outcome row, and is ``running`` while it has none; finishing twice
+is refused by the outcome table's primary key.
+
+A damaged file is reported, never repaired or replaced: the ledger is the
+one record of what was tried, so Ratchet stops with a sentence naming the
+file and the fix and leaves the bytes as they are. An empty (0-byte) file or
+an empty SQLite database counts as new, since there is nothing in it to lose.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import LedgerError
+from .models import FINAL_STATUSES, Experiment, Usage
+
+__all__ = ["Ledger", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+FIX = "move it aside and rerun, or run `ratchet doctor`"
+TABLES = ("experiments", "samples", "outcomes", "pins")
+
+_FINAL_SQL = ", ".join(f"'{s}'" for s in FINAL_STATUSES)
+SCHEMA = f"""
+CREATE TABLE experiments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL,
+    parent TEXT,
+    commit_sha TEXT,
+    description TEXT NOT NULL,
+    rationale TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    log_dir TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX experiments_by_tag ON experiments (tag, id);
+CREATE TABLE samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
+    seed INTEGER NOT NULL,
+    value REAL,
+    extras TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX samples_by_experiment ON samples (experiment_id, id);
+CREATE TABLE outcomes (
+    experiment_id INTEGER PRIMARY KEY REFERENCES experiments (id),
+    status TEXT NOT NULL CHECK (status IN ({_FINAL_SQL})),
+    metric REAL,
+    reason TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE pins (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL,
+    pins TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX pins_by_tag ON pins (tag, id);
+CREATE TRIGGER samples_after_outcome BEFORE INSERT ON samples
+WHEN EXISTS (SELECT 1 FROM outcomes WHERE experiment_id = NEW.experiment_id)
+BEGIN SELECT RAISE(ABORT, 'experiment already finished'); END;
+""" + "".join(
+    f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+    f"BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;\n"
+    for table in TABLES
+    for verb in ("UPDATE", "DELETE")
+)
+
+INSERT_EXPERIMENT = (
+    "INSERT INTO experiments (id, tag, parent, commit_sha, description, rationale, meta,"
+    " input_tokens, output_tokens, cost_usd, log_dir, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+NEXT_ID = (
+    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'experiments'), 0),"
+    " COALESCE((SELECT MAX(id) FROM experiments), 0)) + 1"
+)
+UNFINISHED = (
+    "SELECT e.id FROM experiments e LEFT JOIN outcomes o ON o.experiment_id = e.id"
+    " WHERE e.tag = ? AND o.status IS NULL ORDER BY e.id"
+)
+_EXPERIMENT_SQL = """
+SELECT e.id, e.tag, e.parent, e.commit_sha, e.description, e.rationale, e.meta,
+       e.input_tokens, e.output_tokens, e.cost_usd, e.log_dir, e.created_at,
+       o.status, o.metric, o.reason, o.duration_s
+FROM experiments e LEFT JOIN outcomes o ON o.experiment_id = e.id
+"""
+_SAMPLE_SQL = """
+SELECT s.experiment_id, s.value, s.extras
+FROM samples s JOIN experiments e ON e.id = s.experiment_id
+"""
+
+
+def _json(data: Mapping[str, Any] | None) -> str:
+    """JSON for a meta/extras column (sorted, so equal data is equal text)."""
+    return json.dumps(dict(data or {}), sort_keys=True, default=str)
+
+
+def _single_line(text: str) -> str:
+    """A description fit for one TSV cell: tabs and line breaks become spaces."""
+    return " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split())
+
+
+class Ledger:
+    """The study's SQLite record; safe to open twice (one writer, any readers).
+
+    One object may be shared by threads (the dashboard reads while the loop
+    writes): calls are serialized by a lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Open (or create) the ledger, refusing a damaged file without touching it."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._finished: dict[int, Experiment] = {}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        self._db = self._connect()
+        try:
+            self._check_existing()
+            self._configure()
+            self._create_schema()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- opening --
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection in autocommit mode: each statement is its own transaction."""
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path} is a directory, not a ledger — {FIX}")
+        try:
+            return sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open {self.path}: {exc} — {FIX}") from None
+
+    def _check_existing(self) -> None:
+        """Read-only checks before anything is written: a bad file raises, untouched."""
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(
+                f"cannot read {self.path} ({exc}) — check its permissions, or {FIX}"
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self.path} is damaged or not a ledger ({exc}) — {FIX}") from None
+        if check != "ok":
+            detail = " ".join(x for x in str(check).splitlines() if not x.startswith("***"))
+            raise LedgerError(f"{self.path} is damaged ({detail[:200]}) — {FIX}")
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.path} was written by a newer Ratchet (schema {version})"
+                " — upgrade ratchet (pip install -U ratchetlab) and rerun"
+            )
+        if names and (version != SCHEMA_VERSION or not set(TABLES) <= names):
+            raise LedgerError(f"{self.path} is a SQLite file but not a Ratchet ledger — {FIX}")
+
+    def _configure(self) -> None:
+        """WAL so readers never block the writer; NORMAL sync is crash-safe in WAL."""
+        with self._errors("configure"):
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+
+    def _create_schema(self) -> None:
+        """Create the tables once; a second process racing us finds them inside the lock."""
+        with self._errors("create the tables"), self._transaction():
+            if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
+                for statement in SCHEMA.split(";\n"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Serialize access and turn any SQLite failure into a one-sentence LedgerError."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.IntegrityError as exc:
+                raise LedgerError(f"cannot {action} in {self.path}: {exc}") from None
+            except sqlite3.Error as exc:
+                raise LedgerError(
+                    f"cannot {action} in {self.path}: {exc} — check the disk, or {FIX}"
+                ) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Several statements as one atomic write (the caller holds ``_errors``)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self._db.in_transaction:  # some errors already rolled back
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection (the last one out folds the WAL back into the file)."""
+        with self._lock:
+            self._db.close()
+
+    # -- writes: one INSERT, one transaction --
+
+    def record_pins(self, tag: str, pins: Mapping[str, str]) -> None:
+        """Store the protected files' hashes at the start of a run (a new row each time)."""
+        with self._errors("record pins"):
+            self._db.execute(
+                "INSERT INTO pins (tag, pins, created_at) VALUES (?, ?, ?)",
+                (tag, _json(pins), time.time()),
+            )
+
+    def start(
+        self,
+        *,
+        tag: str,
+        parent: str | None,
+        commit: str | None,
+        description: str,
+        rationale: str = "",
+        meta: Mapping[str, Any] | None = None,
+        usage: Usage | None = None,
+        log_dir: str = "",
+    ) -> int:
+        """Record an experiment as running before it runs; return its id (unique across tags).
+
+        The id is only known here, and rows are never updated, so ``log_dir``
+        may contain ``{id}``, replaced by the new id (e.g. ``.ratchet/logs/{id}``).
+        """
+        usage = usage or Usage()
+        row = (tag, parent, commit, description, rationale, _json(meta))
+        row += (usage.input_tokens, usage.output_tokens, usage.cost_usd, log_dir, time.time())
+        with self._errors("start an experiment"):
+            if "{id}" not in log_dir:
+                return int(self._db.execute(INSERT_EXPERIMENT, (None, *row)).lastrowid or 0)
+            with self._transaction():
+                exp_id = self._db.execute(NEXT_ID).fetchone()[0]
+                row = (*row[:9], log_dir.replace("{id}", str(exp_id)), row[10])
+                self._db.execute(INSERT_EXPERIMENT, (exp_id, *row))
+        return int(exp_id)
+
+    def add_sample(
+        self,
+        exp_id: int,
+        *,
+        seed: int,
+        value: float | None,
+        extras: Mapping[str, float] | None = None,
+        status: str,
+        reason: str = "",
+        duration_s: float = 0.0,
+    ) -> None:
+        """Record one measurement (one seed) of a running experiment."""
+        row = (exp_id, seed, value, _json(extras), status, reason, duration_s, time.time())
+        with self._errors(f"add a sample to experiment {exp_id}"):
+            self._db.execute(
+                "INSERT INTO samples (experiment_id, seed, value, extras, status, reason,"
+                " duration_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def finish(
+        self,
+        exp_id: int,
+        *,
+        status: str,
+        metric: float | None,
+        reason: str = "",
+        duration_s: float = 0.0,
+    ) -> None:
+        """Record the outcome; an experiment has exactly one."""
+        if status not in FINAL_STATUSES:
+            raise LedgerError(
+                f"cannot finish experiment {exp_id} with status {status!r}"
+                f" — use one of {', '.join(FINAL_STATUSES)}"
+            )
+        with self._errors(f"finish experiment {exp_id}"):
+            self._insert_outcome(exp_id, status, metric, reason, duration_s)
+
+    def _insert_outcome(
+        self, exp_id: int, status: str, metric: float | None, reason: str, duration_s: float
+    ) -> None:
+        """The outcome row; a clear error for a second outcome or an unknown id."""
+        try:
+            self._db.execute(
+                "INSERT INTO outcomes (experiment_id, status, metric, reason, duration_s,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (exp_id, status, metric, reason, duration_s, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            row = self._db.execute(
+                "SELECT status FROM outcomes WHERE experiment_id = ?", (exp_id,)
+            ).fetchone()
+            what = f"already finished ({row[0]})" if row else "does not exist"
+            raise LedgerError(f"experiment {exp_id} in {self.path} {what}") from None
+
+    def mark_interrupted(
+        self, tag: str, reason: str = "ratchet stopped before this experiment finished"
+    ) -> list[int]:
+        """Give every unfinished experiment of ``tag`` the outcome ``interrupted``."""
+        with self._errors(f"mark tag {tag!r} interrupted"), self._transaction():
+            ids = [r[0] for r in self._db.execute(UNFINISHED, (tag,))]
+            now = time.time()
+            self._db.executemany(
+                "INSERT INTO outcomes (experiment_id, status, metric, reason, duration_s,"
+                " created_at) VALUES (?, 'interrupted', NULL, ?, 0.0, ?)",
+                [(i, reason, now) for i in ids],
+            )
+        return ids
+
+    # -- reads --
+
+    def pins(self, tag: str) -> dict[str, str] | None:
+        """The latest pins recorded for ``tag``, or None before its first run."""
+        with self._errors("read pins"):
+            row = self._db.execute(
+                "SELECT pins FROM pins WHERE tag = ? ORDER BY id DESC LIMIT 1", (tag,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def get(self, exp_id: int) -> Experiment:
+        """One experiment with its samples and outcome."""
+        found = self._select(["e.id = ?"], [exp_id])
+        if not found:
+            raise LedgerError(f"there is no experiment {exp_id} in {self.path} — see `ratchet log`")
+        return found[0]
+
+    def experiments(self, tag: str | None = None) -> list[Experiment]:
+        """Every experiment (of ``tag``, or all tags), oldest first."""
+        return self._select([], []) if tag is None else self._select(["e.tag = ?"], [tag])
+
+    def tags(self) -> list[str]:
+        """Every tag with at least one experiment, in the order they first appeared."""
+        with self._errors("read tags"):
+            rows = self._db.execute(
+                "SELECT tag FROM experiments GROUP BY tag ORDER BY MIN(id)"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def _select(self, conditions: list[str], args: list[Any]) -> list[Experiment]:
+        """Matching experiments, oldest first, reading only what is not cached yet.
+
+        A finished experiment can never change (no updates, no samples after
+        the outcome), so it is decoded once and kept; the loop reads the
+        history several times per experiment and this keeps that cheap for
+        long runs. Returned objects are shared: treat them as read-only.
+        """
+        with self._errors("read experiments"), self._read():
+            where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+            ids = self._db.execute(f"SELECT e.id FROM experiments e {where} ORDER BY e.id", args)
+            ids = [r[0] for r in ids]
+            todo = [i for i in ids if i not in self._finished]
+            fresh = self._load([*conditions, "e.id >= ?"], [*args, todo[0]]) if todo else {}
+        return [self._finished.get(i) or fresh[i] for i in ids]
+
+    def _load(self, conditions: list[str], args: list[Any]) -> dict[int, Experiment]:
+        """Decode experiments with their samples; remember the finished ones."""
+        where = f"WHERE {' AND '.join(conditions)}"
+        rows = self._db.execute(f"{_EXPERIMENT_SQL} {where} ORDER BY e.id", args).fetchall()
+        samples = self._db.execute(f"{_SAMPLE_SQL} {where} ORDER BY s.id", args).fetchall()
+        values: dict[int, list[float]] = {}
+        extras: dict[int, str] = {}
+        for exp_id, value, extra in samples:
+            if value is not None:
+                values.setdefault(exp_id, []).append(value)
+            extras[exp_id] = extra
+        loaded = {r[0]: _experiment(r, values.get(r[0], []), extras.get(r[0])) for r in rows}
+        self._finished.update((i, e) for i, e in loaded.items() if e.status != "running")
+        return loaded
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        """One read transaction, so several queries see the same state of the file."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
+    # -- results.tsv --
+
+    def export_tsv(self, path: Path, metric_name: str, tag: str | None = None) -> None:
+        """Write autoresearch's results.tsv atomically; a failure never gets a fake score."""
+        lines = [f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"]
+        lines += [_tsv_row(e) for e in self.experiments(tag) if e.status != "running"]
+        try:
+            _write_atomically(Path(path), "\n".join(lines) + "\n")
+        except OSError as exc:
+            raise LedgerError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Temp file + rename, so a reader (or a crash) never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _experiment(row: tuple[Any, ...], samples: list[float], extras: str | None) -> Experiment:
+    """Build the value object from one joined row."""
+    (exp_id, tag, parent, commit, description, rationale, meta) = row[:7]
+    (input_tokens, output_tokens, cost_usd, log_dir, created_at) = row[7:12]
+    (status, metric, reason, duration_s) = row[12:16]
+    return Experiment(
+        id=exp_id,
+        tag=tag,
+        parent=parent,
+        commit=commit,
+        status=status or "running",
+        metric=metric,
+        samples=samples,
+        extras=json.loads(extras) if extras else {},
+        description=description,
+        rationale=rationale,
+        reason=reason or "",
+        meta=json.loads(meta),
+        usage=Usage(input_tokens, output_tokens, cost_usd),
+        created_at=created_at,
+        duration_s=duration_s or 0.0,
+        log_dir=log_dir,
+    )
+
+
+def _tsv_row(exp: Experiment) -> str:
+    """One results.tsv line: short sha, metric (empty when unmeasured), memory, status, text."""
+    metric = "" if exp.metric is None else f"{exp.metric:.6f}"
+    vram = exp.extras.get("peak_vram_mb")
+    usable = isinstance(vram, (int, float)) and math.isfinite(vram)
+    memory = f"{vram / 1024:.1f}" if usable else "0.0"
+    commit = (exp.commit or "")[:7]
+    return f"{commit}\t{metric}\t{memory}\t{exp.status}\t{_single_line(exp.description)}"
