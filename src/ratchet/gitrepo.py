@@ -449,23 +449,50 @@ class Repo:
     def update_ref(self, ref: str, new: str, old: str | None = None) -> None:
         """Point ``ref`` at ``new``; with ``old``, only if it still points there.
 
-        ``old=""`` means the ref must not exist yet. Only Ratchet's own refs may
-        move, and never a branch that some checkout has checked out.
+        ``old=""`` means the ref must not exist yet.
         """
-        if not ref.startswith(OWN_REF_PREFIXES):
-            raise GitError(f"refusing to move {ref}: Ratchet only writes refs under refs/ratchet/")
-        if ref.startswith("refs/heads/"):
-            self._refuse_checked_out(ref)
-        args = ["update-ref", "-m", "ratchet", ref, new]
-        self._git(*args, *([] if old is None else [old]))
+        self.update_refs({ref: new}, {ref: old} if old is not None else None)
+
+    def update_refs(
+        self, updates: Mapping[str, str], expected: Mapping[str, str] | None = None
+    ) -> None:
+        """Move several refs in one git call, all or none (``update-ref --stdin``).
+
+        Only Ratchet's own refs may move, and never a branch that some
+        checkout has checked out.
+        """
+        lines = []
+        for ref, new in updates.items():
+            if not ref.startswith(OWN_REF_PREFIXES):
+                raise GitError(
+                    f"refusing to move {ref}: Ratchet only writes refs under refs/ratchet/"
+                )
+            if ref.startswith("refs/heads/"):
+                self._refuse_checked_out(ref)
+            old = (expected or {}).get(ref)
+            lines.append(
+                f"update {ref} {new}" + ("" if old is None else f" {old or '0' * self._hex_len}")
+            )
+        if lines:
+            payload = ("\n".join(lines) + "\n").encode()
+            self._git("update-ref", "-m", "ratchet", "--stdin", stdin=payload)
 
     def _refuse_checked_out(self, ref: str) -> None:
-        """Moving a checked-out branch would change that checkout's state under the user."""
-        for fields in self._worktree_records():
-            if fields.get("branch") == ref:
+        """Moving a checked-out branch would change that checkout's state under the user.
+
+        Reads the HEAD files git itself reads (no subprocess: this is on the hot path).
+        """
+        heads = [self.common_dir / "HEAD", *self.common_dir.glob("worktrees/*/HEAD")]
+        for head in heads:
+            try:
+                text = head.read_text(encoding="utf-8").strip()
+            except OSError:
+                continue
+            if text == f"ref: {ref}":
+                where = self.root if head.parent == self.common_dir else head.parent.name
                 raise GitError(
-                    f"branch {ref.removeprefix('refs/heads/')} is checked out in "
-                    f"{fields['worktree']} — switch that checkout to another branch and try again"
+                    f"branch {ref.removeprefix('refs/heads/')} is checked out in {where}"
+                    " — switch that checkout to another branch and try again"
                 )
 
     # -- worktrees --
