@@ -1,0 +1,5 @@
+"""``python -m ratchet`` is the ``ratchet`` command."""
+
+from .cli import entry
+
+entry()

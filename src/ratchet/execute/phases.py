@@ -1,0 +1,218 @@
+"""Measuring one candidate: its phases, in order, turned into one ``Measurement``.
+
+The run phase is the candidate's own command. The evaluate phase, when the
+study has one, is fixed code run afterwards on what the run phase left behind;
+it is then the only source of the metric, and the protected files are
+restored from their pinned contents just before it, so a candidate that
+rewrote them at run time changes nothing. A non-zero exit of the evaluate
+phase means the fixed evaluation refused the candidate's output (for example
+a model that looks at future tokens): the candidate is ``rejected`` with the
+evaluation's last line as the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from ..metrics import MetricParser, ParsedOutput, ProgressPoint
+from ..observer import Observer
+from ..study import Study
+from .environment import experiment_env
+from .runner import RunResult, RunSpec, run_command
+
+__all__ = ["Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
+
+Outcome = Literal["ok", "crash", "timeout", "pruned", "interrupted", "rejected"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Where a candidate's code is checked out and where its logs go."""
+
+    study_dir: Path
+    log_dir: Path
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    name: str
+    result: RunResult
+    parsed: ParsedOutput
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One sample of a candidate: the metric, or the status and reason it has none."""
+
+    status: Outcome
+    metric: float | None = None
+    extras: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    tail: str = ""
+    duration_s: float = 0.0
+    progress: list[ProgressPoint] = field(default_factory=list)
+    phases: list[PhaseOutcome] = field(default_factory=list)
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of some output, for one-line reasons."""
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+class Executor:
+    """Runs a candidate's phases with the study's budgets and the pinned evaluation."""
+
+    def __init__(
+        self,
+        study: Study,
+        *,
+        pinned: Mapping[str, bytes],
+        observer: Observer | None = None,
+        budget: float | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.study = study
+        self.pinned = dict(pinned)
+        self.observer = observer or Observer()
+        self.budget = budget or study.run.budget
+        self.environ = dict(os.environ if environ is None else environ)
+
+    def measure(
+        self, candidate: Candidate, watch: Callable[[ProgressPoint], str | None] | None = None
+    ) -> Measurement:
+        """Run phase, then evaluate phase; ``watch`` may stop the run from progress lines."""
+        run = self._phase("run", self.study.run.command, self.budget, candidate, watch)
+        failed = self._failure(run, "run")
+        if failed or self.study.evaluate is None:
+            return failed or self._scored(run, [run])
+        self._restore_pins(candidate.study_dir)
+        evaluate = self._phase(
+            "evaluate", self.study.evaluate.command, self.study.evaluate.budget, candidate
+        )
+        refused = self._failure(evaluate, "evaluate")
+        if refused:
+            return replace(refused, phases=[run, evaluate], progress=run.parsed.progress)
+        return self._scored(evaluate, [run, evaluate], progress=run.parsed.progress)
+
+    def smoke(self, candidate: Candidate) -> Measurement | None:
+        """The study's cheap pre-check, if it has one; a failure is a crash."""
+        if not self.study.run.smoke:
+            return None
+        budget = self.study.run.smoke_budget or max(1.0, 0.1 * self.budget)
+        outcome = self._phase("smoke", self.study.run.smoke, budget, candidate)
+        failed = self._failure(outcome, "smoke")
+        return failed or Measurement("ok", duration_s=outcome.result.duration_s)
+
+    def _phase(
+        self,
+        name: str,
+        command: str,
+        budget: float,
+        candidate: Candidate,
+        watch: Callable[[ProgressPoint], str | None] | None = None,
+    ) -> PhaseOutcome:
+        parser = MetricParser(self.study.metric.name)
+        observer = self.observer
+
+        def on_line(line: str) -> str | None:
+            observer.output_line(line)
+            point = parser.feed(line)
+            return watch(point) if (point is not None and watch is not None) else None
+
+        observer.phase_started(name, budget)
+        spec = RunSpec(
+            command=command,
+            cwd=candidate.study_dir,
+            env=experiment_env(
+                self.environ,
+                allow=self.study.run.env_allow,
+                seed=candidate.seed,
+                budget=budget,
+                deadline=time.time() + budget,
+            ),
+            budget=budget,
+            grace=self.study.run.grace if name != "evaluate" else self._evaluate_grace(),
+            log_path=candidate.log_dir / f"{name}.log",
+            log_cap_bytes=int(self.study.run.log_cap_mb * 1_000_000),
+        )
+        return PhaseOutcome(name, run_command(spec, on_line), parser.result())
+
+    def _evaluate_grace(self) -> float:
+        return self.study.evaluate.grace if self.study.evaluate else 5.0
+
+    def _failure(self, phase: PhaseOutcome, name: str) -> Measurement | None:
+        result = phase.result
+        tail = result.tail[-2000:]
+        if result.stop_reason == "interrupted":
+            return Measurement("interrupted", reason=f"stopped by Ctrl-C during {name}", tail=tail)
+        if result.stop_reason:
+            return Measurement("pruned", reason=result.stop_reason, tail=tail)
+        if result.timed_out:
+            why = f"{name} phase ran past its {self._budget_of(name):g} s budget and was killed"
+            return Measurement("timeout", reason=why, tail=tail)
+        if result.returncode != 0:
+            status: Outcome = "rejected" if name == "evaluate" else "crash"
+            code = result.returncode
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"code {code}"
+            line = last_line(result.tail)
+            return Measurement(status, reason=f"{name} phase exited with {how}: {line}", tail=tail)
+        return None
+
+    def _budget_of(self, name: str) -> float:
+        if name == "evaluate" and self.study.evaluate:
+            return self.study.evaluate.budget
+        if name == "smoke":
+            return self.study.run.smoke_budget or max(1.0, 0.1 * self.budget)
+        return self.budget
+
+    def _scored(
+        self,
+        source: PhaseOutcome,
+        phases: list[PhaseOutcome],
+        progress: list[ProgressPoint] | None = None,
+    ) -> Measurement:
+        parsed = source.parsed
+        extras = {**phases[0].parsed.extras, **parsed.extras}
+        extras.pop(self.study.metric.name, None)
+        duration = sum(p.result.duration_s for p in phases)
+        if parsed.metric is None:
+            where = f"{source.name} phase"
+            reason = f"{where}: {parsed.problem}"
+            return Measurement(
+                "crash",
+                reason=reason,
+                tail=source.result.tail[-2000:],
+                duration_s=duration,
+                extras=extras,
+                phases=phases,
+            )
+        return Measurement(
+            "ok",
+            metric=parsed.metric,
+            extras=extras,
+            duration_s=duration,
+            progress=progress if progress is not None else parsed.progress,
+            phases=phases,
+        )
+
+    def _restore_pins(self, study_dir: Path) -> None:
+        for rel, content in self.pinned.items():
+            target = study_dir / rel
+            if target.is_symlink():
+                target.unlink()
+            elif target.is_dir():
+                shutil.rmtree(target)
+            elif target.is_file() and target.read_bytes() == content:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)

@@ -1,0 +1,32 @@
+"""What the loop tells the outside world as it works.
+
+The loop calls these hooks; the command line renders them live with rich,
+tests record them. The base class ignores everything, so an observer only
+overrides what it shows. Hooks are called on the loop's own thread and must
+return quickly: they sit on the hot path of every experiment.
+"""
+
+from __future__ import annotations
+
+from .models import Experiment
+
+__all__ = ["Observer"]
+
+
+class Observer:
+    """No-op hooks; subclass and override what you want to see."""
+
+    def experiment_started(self, exp_id: int, description: str) -> None:
+        """A candidate passed verification and is about to run."""
+
+    def phase_started(self, phase: str, budget: float) -> None:
+        """A phase (smoke, run, evaluate) of the current experiment started."""
+
+    def output_line(self, line: str) -> None:
+        """One line the current phase printed, as it arrives."""
+
+    def experiment_finished(self, experiment: Experiment) -> None:
+        """An experiment got its final status."""
+
+    def message(self, text: str) -> None:
+        """A one-line note for the user (resume, warnings, why the run stopped)."""

@@ -1,0 +1,268 @@
+"""A study's working state for one tag: repository, ledger, worktree, pins, lock.
+
+Opening a workspace is also where a crashed or killed run is repaired: rows
+left ``running`` become ``interrupted``, the branch ``ratchet/<tag>`` is moved
+to the ledger's incumbent (the ledger is the truth; the branch is derived from
+it), missing experiment refs are recreated, stale worktrees are pruned, and the
+protected files are pinned — or checked against the pins the tag started with.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from .errors import ConfigError
+from .execute.phases import Candidate
+from .gitrepo import Repo, Worktree
+from .ledger import Ledger
+from .models import Experiment, Proposal
+from .observer import Observer
+from .policies.greedy import incumbent
+from .study import Study
+from .verify import normalize_path
+
+__all__ = ["STATE_DIR", "Workspace", "check_tag", "open_ledger"]
+
+STATE_DIR = ".ratchet"
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_tag(tag: str) -> str:
+    """Tags name git refs, so they are restricted to a safe alphabet."""
+    if not _TAG.match(tag) or tag.endswith(".lock") or ".." in tag:
+        raise ConfigError(
+            f"--tag {tag!r} is not a valid tag — use letters, digits, '.', '_' or '-'"
+            " (e.g. --tag nov26)"
+        )
+    return tag
+
+
+def open_ledger(study: Study) -> Ledger:
+    """The study's ledger, created on first use."""
+    return Ledger(study.root / STATE_DIR / "ledger.sqlite")
+
+
+@dataclass
+class Workspace:
+    """Everything one ``ratchet run --tag TAG`` works with, opened and repaired."""
+
+    study: Study
+    tag: str
+    repo: Repo
+    ledger: Ledger
+    worktree: Worktree
+    study_rel: str
+    pinned: dict[str, bytes]
+    _lock: IO[str]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.study.root / STATE_DIR
+
+    @property
+    def branch_ref(self) -> str:
+        return f"refs/heads/ratchet/{self.tag}"
+
+    def exp_ref(self, exp_id: int) -> str:
+        return f"refs/ratchet/{self.tag}/exp/{exp_id}"
+
+    @property
+    def study_dir(self) -> Path:
+        """The study directory inside the candidate worktree."""
+        return self.worktree.path / self.study_rel
+
+    @classmethod
+    def open(cls, study: Study, tag: str, observer: Observer | None = None) -> Workspace:
+        observer = observer or Observer()
+        repo = Repo.discover(study.root)
+        repo.head()
+        state = study.root / STATE_DIR
+        state.mkdir(exist_ok=True)
+        repo.exclude(f"{STATE_DIR}/")
+        lock = _acquire(state / "locks" / f"{check_tag(tag)}.lock", tag)
+        ledger = open_ledger(study)
+        study_rel = study.root.relative_to(repo.root.resolve()).as_posix()
+        try:
+            head = _reconcile(repo, ledger, tag, observer)
+            worktree = repo.worktree(state / "worktrees" / tag, head)
+            workspace = cls(study, tag, repo, ledger, worktree, study_rel, {}, lock)
+            workspace.pinned = workspace._pin(observer)
+        except BaseException:
+            ledger.close()
+            lock.close()
+            raise
+        return workspace
+
+    def close(self) -> None:
+        self.ledger.close()
+        self._lock.close()
+
+    def experiments(self) -> list[Experiment]:
+        """This tag's experiments, oldest first."""
+        return self.ledger.experiments(self.tag)
+
+    def checkout(self, commit: str) -> dict[str, str]:
+        """Reset the worktree to ``commit``; return its editable files (study-relative)."""
+        self.worktree.reset(commit)
+        root = self.study_dir
+        return {
+            name: (root / name).read_text(encoding="utf-8", errors="replace")
+            for name in self.study.editable_files(root)
+        }
+
+    def symlinked(self, proposal: Proposal) -> str | None:
+        """An edited path that is a symlink in the worktree (never followed), if any."""
+        for raw in proposal.edits:
+            path = normalize_path(raw)
+            if path and any((self.study_dir / part).is_symlink() for part in _prefixes(path)):
+                return path
+        return None
+
+    def commit(self, parent: str, proposal: Proposal) -> str:
+        """Write the proposal into the worktree as a commit on top of ``parent``."""
+        prefix = "" if self.study_rel in ("", ".") else f"{self.study_rel}/"
+        edits = {f"{prefix}{normalize_path(p)}": text for p, text in proposal.edits.items()}
+        message = f"{proposal.description or 'experiment'}\n\nRatchet-Tag: {self.tag}\n"
+        return self.worktree.commit(parent, edits, message)
+
+    @property
+    def log_dir_template(self) -> str:
+        """Where an experiment's logs go; the ledger fills in ``{id}``."""
+        return str(self.state_dir / "logs" / "{id}")
+
+    def candidate(self, exp_id: int, seed: int) -> Candidate:
+        logs = Path(self.log_dir_template.format(id=exp_id))
+        return Candidate(self.study_dir, logs if seed == 0 else logs / f"seed-{seed}", seed)
+
+    def interrupted(self, reason: str) -> None:
+        """Mark what was running as interrupted, and give it its ref."""
+        self.ledger.mark_interrupted(self.tag, reason)
+        _restore_refs(self.repo, self.tag, self.experiments())
+
+    def record_refs(self, exp_id: int, commit: str | None, kept: bool) -> None:
+        """The experiment's ref and, for a keep, the branch: one git call, all or none."""
+        if commit:
+            updates = {self.exp_ref(exp_id): commit}
+            if kept:
+                updates[self.branch_ref] = commit
+            self.repo.update_refs(updates)
+
+    def export(self) -> Path:
+        path = self.state_dir / "results.tsv"
+        self.ledger.export_tsv(path, self.study.metric.name, self.tag)
+        return path
+
+    def _pin(self, observer: Observer) -> dict[str, bytes]:
+        root = self.study_dir
+        pinned = {name: (root / name).read_bytes() for name in self.study.protected_files(root)}
+        missing = [n for n in self.study.protected_files() if n not in pinned]
+        missing += [n for n in self.study.editable_files() if not (root / n).is_file()]
+        if missing:
+            raise ConfigError(
+                f"{self.study.root / missing[0]} is not committed, and ratchet runs committed"
+                f" code — git add it and commit, then rerun"
+            )
+        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in pinned.items()}
+        before = self.ledger.pins(self.tag)
+        if before is not None and before != hashes:
+            changed = sorted(set(before.items()) ^ set(hashes.items()))[0][0]
+            raise ConfigError(
+                f"{changed} differs from the version tag {self.tag!r} was measured with"
+                " — start a new run with another --tag so results stay comparable"
+            )
+        self._check_user_copies(pinned)
+        if before is None:
+            self.ledger.record_pins(self.tag, hashes)
+        return pinned
+
+    def _check_user_copies(self, pinned: dict[str, bytes]) -> None:
+        """The evaluation that runs is the committed one; refuse if the user sees another."""
+        for name, data in pinned.items():
+            mine = self.study.root / name
+            if mine.is_file() and mine.read_bytes() != data:
+                raise ConfigError(
+                    f"{mine} differs from the committed version ratchet would run"
+                    f" — commit it (git commit -am ...) or restore it, then rerun"
+                )
+
+
+def _prefixes(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _acquire(path: Path, tag: str) -> IO[str]:
+    """One ``ratchet run`` per tag at a time; the kernel frees the lock if we die."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"tag {tag!r} is already being run (pid {holder})"
+            " — wait for it to finish, stop it, or choose another --tag"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def lock_holder(study: Study, tag: str) -> int | None:
+    """The pid of the live ``ratchet run`` holding ``tag``, if any (for ``status``)."""
+    path = study.root / STATE_DIR / "locks" / f"{tag}.lock"
+    if not path.exists():
+        return None
+    with path.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            text = handle.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def _restore_refs(repo: Repo, tag: str, experiments: list[Experiment]) -> None:
+    """Every experiment with code gets its ref, even if we died before writing it."""
+    have = repo.refs(f"refs/ratchet/{tag}/exp/")
+    missing = {
+        f"refs/ratchet/{tag}/exp/{e.id}": e.commit
+        for e in experiments
+        if e.commit and f"refs/ratchet/{tag}/exp/{e.id}" not in have
+    }
+    repo.update_refs(missing)
+
+
+def _reconcile(repo: Repo, ledger: Ledger, tag: str, observer: Observer) -> str:
+    """Repair after a crash; return the commit the next experiment builds on."""
+    stopped = ledger.mark_interrupted(tag)
+    if stopped:
+        ids = ", ".join(str(i) for i in stopped)
+        observer.message(f"resuming tag {tag!r}: experiment {ids} was interrupted")
+    repo.prune_worktrees()
+    experiments = ledger.experiments(tag)
+    _restore_refs(repo, tag, experiments)
+    branch = f"refs/heads/ratchet/{tag}"
+    current = repo.rev(branch)
+    best = incumbent(experiments)
+    if best is None or best.commit is None:
+        if current is None:
+            repo.update_ref(branch, repo.head())
+        return repo.rev(branch) or repo.head()
+    if current != best.commit:
+        repo.update_ref(branch, best.commit)
+        if current is not None:
+            observer.message(f"moved ratchet/{tag} to the ledger's incumbent {best.commit[:7]}")
+    return best.commit
