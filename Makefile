@@ -1,0 +1,38 @@
+# Two entry points, both working from a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DIR ?= $(or $(TMPDIR),/tmp)/ratchet-demo
+DEMO_TEMPLATE ?= sine
+DEMO_EXPERIMENTS ?= 30
+
+.PHONY: install test lint demo clean
+
+# torch is pinned to the release whose CPU build this machine and CI hold locally, and
+# installed before the project so the `torch>=2.4` requirement never pulls a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,nanogpt]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples
+
+test: install lint
+	$(BIN)/pytest -q
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/ratchet init $(DEMO_DIR) --template $(DEMO_TEMPLATE)
+	$(BIN)/ratchet run $(DEMO_DIR) --tag demo --max-experiments $(DEMO_EXPERIMENTS)
+	$(BIN)/ratchet report $(DEMO_DIR) --tag demo
+	@echo "results.tsv:  $(DEMO_DIR)/.ratchet/results.tsv"
+	@echo "progress.png: $(DEMO_DIR)/.ratchet/progress.png"
+	@echo "kept commits: git -C $(DEMO_DIR) log --oneline ratchet/demo"
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info
