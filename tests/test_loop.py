@@ -13,6 +13,11 @@ from ratchet.ledger import Ledger
 from ratchet.loop import BaselineFailed
 from ratchet.proposers import ReplayProposer
 
+# value.txt is a shell script (the run phase); check.sh scores what it left in out.txt.
+EVAL_TOML = FAST_TOML.replace(
+    "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\n\n[metric]'
+).replace('command = "cat value.txt"', 'command = "sh value.txt"')
+
 
 def _run(root: Path, replay: Path, **options: object) -> list:
     study = load_study(root)
@@ -147,9 +152,7 @@ def test_crash_and_timeout_record_reason_and_tail(tmp_path: Path, write_replay) 
 
 
 def test_evaluate_phase_is_the_only_metric_source(tmp_path: Path, write_replay) -> None:
-    toml = FAST_TOML.replace(
-        "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\n\n[metric]'
-    ).replace('command = "cat value.txt"', 'command = "sh value.txt"')
+    toml = EVAL_TOML
     check = "read v < out.txt; echo score: $v\n"
     root = make_repo(
         tmp_path / "s",
@@ -174,10 +177,12 @@ def test_evaluate_phase_is_the_only_metric_source(tmp_path: Path, write_replay) 
 
 
 def test_evaluate_refusal_is_rejected_with_its_reason(tmp_path: Path, write_replay) -> None:
-    toml = FAST_TOML.replace(
-        "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\n\n[metric]'
-    ).replace('command = "cat value.txt"', 'command = "sh value.txt"')
-    check = "read v < out.txt; [ $v = peek ] && { echo 'model is not causal'; exit 1; }; echo score: $v\n"
+    toml = EVAL_TOML
+    check = (
+        "read v < out.txt\n"
+        "[ $v = peek ] && { echo 'model is not causal'; exit 1; }\n"
+        "echo score: $v\n"
+    )
     root = make_repo(
         tmp_path / "s",
         {
@@ -195,9 +200,7 @@ def test_evaluate_refusal_is_rejected_with_its_reason(tmp_path: Path, write_repl
 
 
 def test_stale_outputs_never_leak_into_the_next_experiment(tmp_path: Path, write_replay) -> None:
-    toml = FAST_TOML.replace(
-        "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\n\n[metric]'
-    ).replace('command = "cat value.txt"', 'command = "sh value.txt"')
+    toml = EVAL_TOML
     root = make_repo(
         tmp_path / "s",
         {
