@@ -252,3 +252,8 @@ def test_uncommitted_protected_change_is_refused(fast_study: Path, write_replay)
     (fast_study / "check.sh").write_text("echo changed\n")
     with pytest.raises(ConfigError, match="check.sh differs from the committed version"):
         _run(fast_study, write_replay([_value("1")]))
+
+
+def test_diff_stats_are_recorded(fast_study: Path, write_replay) -> None:
+    exps = _run(fast_study, write_replay([_value("3\nmore: 1\nlines: 2")]))
+    assert exps[1].meta["diff"] == {"added": 3, "removed": 1, "files": 1}

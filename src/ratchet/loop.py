@@ -23,7 +23,7 @@ from .observer import Observer
 from .policies import pick_parent
 from .proposers.base import Proposer
 from .study import Study
-from .verify import verify
+from .verify import diff_stats, verify
 from .workspace import Workspace
 
 __all__ = ["RunOptions", "RunSummary", "BaselineFailed", "run_study"]
@@ -137,7 +137,7 @@ def _experiment(
         commit=commit,
         description=proposal.description,
         rationale=proposal.rationale,
-        meta=proposal.meta,
+        meta={**proposal.meta, "diff": diff_stats(files, proposal.edits)},
         usage=proposal.usage,
         log_dir=ws.log_dir_template,
     )

@@ -7,6 +7,7 @@ or None. The first failing stage decides; the loop records the proposal as
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -14,7 +15,7 @@ from pathlib import PurePosixPath
 from .models import Proposal
 from .study import Study
 
-__all__ = ["MAX_FILE_BYTES", "Rejection", "verify", "normalize_path"]
+__all__ = ["MAX_FILE_BYTES", "Rejection", "verify", "normalize_path", "diff_stats"]
 
 MAX_FILE_BYTES = 1_000_000
 
@@ -75,3 +76,20 @@ def _syntax(proposal: Proposal) -> Rejection | None:
         except ValueError as exc:
             return Rejection("syntax", f"{path}: {exc}")
     return None
+
+
+def diff_stats(current: Mapping[str, str], edits: Mapping[str, str]) -> dict[str, int]:
+    """Lines added and removed, and files changed, by a proposal (stored in the ledger)."""
+    added = removed = files = 0
+    for raw, text in edits.items():
+        before = current.get(normalize_path(raw) or raw, "").splitlines()
+        after = text.splitlines()
+        if before == after:
+            continue
+        files += 1
+        for line in difflib.unified_diff(before, after, lineterm="", n=0):
+            if line.startswith("+") and not line.startswith("+++"):
+                added += 1
+            elif line.startswith("-") and not line.startswith("---"):
+                removed += 1
+    return {"added": added, "removed": removed, "files": files}
