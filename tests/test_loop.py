@@ -257,3 +257,19 @@ def test_uncommitted_protected_change_is_refused(fast_study: Path, write_replay)
 def test_diff_stats_are_recorded(fast_study: Path, write_replay) -> None:
     exps = _run(fast_study, write_replay([_value("3\nmore: 1\nlines: 2")]))
     assert exps[1].meta["diff"] == {"added": 3, "removed": 1, "files": 1}
+
+
+def test_output_flood_is_capped_and_the_run_goes_on(tmp_path: Path, write_replay) -> None:
+    toml = FAST_TOML.replace('command = "cat value.txt"', 'command = "sh value.txt"').replace(
+        "grace = 1", "grace = 1\nlog_cap_mb = 1"
+    )
+    root = make_repo(
+        tmp_path / "s",
+        {"ratchet.toml": toml, "program.md": "x", "value.txt": "echo score: 5\n", "check.sh": "x"},
+    )
+    flood = "head -c 20000000 /dev/zero | tr '\\0' 'x' | fold -w 100\necho score: 4\n"
+    exps = _run(root, write_replay([{"description": "flood", "edits": {"value.txt": flood}}]))
+    assert exps[1].status == "keep" and exps[1].metric == 4.0  # the line after the flood counted
+    log = Path(exps[1].log_dir) / "run.log"
+    assert 1_000_000 <= log.stat().st_size < 1_100_000
+    assert "truncated" in log.read_bytes()[-200:].decode("utf-8", "replace")

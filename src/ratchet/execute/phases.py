@@ -196,8 +196,15 @@ class Executor:
                 extras=extras,
                 phases=phases,
             )
+        capped = [
+            f"{p.name} log capped at {self.study.run.log_cap_mb:g} MB"
+            f" ({p.result.log_bytes} bytes produced)"
+            for p in phases
+            if p.result.truncated
+        ]
         return Measurement(
             "ok",
+            reason="; ".join(capped),
             metric=parsed.metric,
             extras=extras,
             duration_s=duration,
