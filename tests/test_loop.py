@@ -267,7 +267,7 @@ def test_output_flood_is_capped_and_the_run_goes_on(tmp_path: Path, write_replay
         tmp_path / "s",
         {"ratchet.toml": toml, "program.md": "x", "value.txt": "echo score: 5\n", "check.sh": "x"},
     )
-    flood = "head -c 20000000 /dev/zero | tr '\\0' 'x' | fold -w 100\necho score: 4\n"
+    flood = "head -c 20000000 /dev/zero | tr '\\0' 'x' | fold -w 100\necho\necho score: 4\n"
     exps = _run(root, write_replay([{"description": "flood", "edits": {"value.txt": flood}}]))
     assert exps[1].status == "keep" and exps[1].metric == 4.0  # the line after the flood counted
     log = Path(exps[1].log_dir) / "run.log"
