@@ -17,18 +17,16 @@ Promises:
 - Every failure of a git call is a ``GitError`` naming the command and git's
   first line of stderr.
 
-Speed. ``Worktree.reset`` + ``Worktree.commit`` + ``Repo.update_ref`` run for
-every experiment, and one git process costs 2-3 ms, so the hot path uses
-three git calls in the steady state (``reset --hard``, ``commit-tree``,
-``update-ref``) plus one ``ls-tree`` the first time a commit is seen:
+Speed. ``Worktree.reset`` + ``Worktree.commit`` + ``Repo.update_refs`` run for
+every experiment, and one git process costs 2-3 ms, so the hot path uses two
+git calls in the steady state (``reset --hard``, ``update-ref --stdin``) plus
+one ``ls-tree`` the first time a commit is seen:
 
 - ``reset`` removes untracked and ignored files itself, from the target
   commit's file listing (commits are immutable, so the listing is cached by
   sha), instead of running ``git clean``.
-- ``commit`` writes the edited files' blobs and the changed tree objects as
-  loose objects (git's documented, stable object format, sha1 or sha256 as
-  the repository uses), then lets ``git commit-tree`` create the commit,
-  which also checks the tree it points to. Blobs are stored byte for byte:
+- ``commit`` writes the edited files' blobs, the changed trees and the commit
+  as loose objects (``gitobjects``). Blobs are stored byte for byte:
   clean filters (``.gitattributes`` eol conversion, LFS) are not applied to
   edited files. The worktree's HEAD and index stay at the last reset; the
   files on disk are exactly the new commit.
@@ -42,16 +40,21 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GitError
+from .gitobjects import (
+    SUBMODULE_MODE,
+    TREE_MODE,
+    ObjectWriter,
+    Snapshot,
+    build_tree,
+    check_conflicts,
+)
 
 __all__ = ["Repo", "Worktree"]
 
@@ -73,9 +76,6 @@ SCRUBBED_ENV = frozenset(
     "GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES"
     " GIT_COMMON_DIR GIT_NAMESPACE GIT_PREFIX GIT_INTERNAL_SUPER_PREFIX GIT_QUARANTINE_PATH".split()
 )
-TREE_MODE = "040000"
-SUBMODULE_MODE = "160000"
-FILE_MODES = ("100644", "100755")
 SNAPSHOT_CACHE_SIZE = 32
 
 
@@ -137,75 +137,6 @@ def _run_git(
     return proc
 
 
-# --- commits as data ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """One commit's tree, grouped by directory, so reset and commit need no git call.
-
-    ``dirs`` maps a directory ('' is the root) to its entries: name →
-    (mode, sha). Snapshots are shared through a cache and never mutated.
-    """
-
-    dirs: dict[str, dict[str, tuple[str, str]]]
-
-    @classmethod
-    def parse(cls, listing: bytes) -> _Snapshot:
-        """Read ``git ls-tree -r -t -z --full-tree`` output."""
-        dirs: dict[str, dict[str, tuple[str, str]]] = {"": {}}
-        for record in listing.split(b"\0"):
-            if not record:
-                continue
-            meta, _, raw_path = record.partition(b"\t")
-            mode, _kind, sha = meta.decode().split(" ")
-            path = os.fsdecode(raw_path)
-            parent, _, name = path.rpartition("/")
-            dirs.setdefault(parent, {})[name] = (mode, sha)
-            if mode == TREE_MODE:
-                dirs.setdefault(path, {})
-        return cls(dirs)
-
-
-def _tree_body(entries: Mapping[str, tuple[str, str]]) -> bytes:
-    """Serialize a tree the way git does: sorted as if directories end in '/'."""
-
-    def key(name: str) -> bytes:
-        return os.fsencode(name) + (b"/" if entries[name][0] == TREE_MODE else b"")
-
-    parts = []
-    for name in sorted(entries, key=key):
-        mode, sha = entries[name]
-        parts.append(mode.lstrip("0").encode() + b" " + os.fsencode(name) + b"\0")
-        parts.append(bytes.fromhex(sha))
-    return b"".join(parts)
-
-
-@dataclass(frozen=True)
-class _ObjectWriter:
-    """Writes loose objects into the repository's object directory."""
-
-    directory: Path
-    algorithm: str  # "sha1" or "sha256", the repository's object format
-
-    def write(self, kind: str, body: bytes) -> str:
-        """Store one object (idempotent: an existing object is left alone); return its id."""
-        data = f"{kind} {len(body)}".encode() + b"\0" + body
-        sha = hashlib.new(self.algorithm, data).hexdigest()
-        target = self.directory / sha[:2] / sha[2:]
-        if not target.exists():
-            try:
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="tmp_obj_")
-            except FileNotFoundError:  # first object in this fan-out directory
-                target.parent.mkdir(exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="tmp_obj_")
-            with os.fdopen(fd, "wb") as out:
-                out.write(zlib.compress(data))
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, target)
-        return sha
-
-
 # --- files in a worktree -----------------------------------------------------
 
 
@@ -228,7 +159,7 @@ def _remove(path: str, is_dir: bool) -> None:
         shutil.rmtree(path, onerror=_make_writable)
 
 
-def _clean(root: Path, snapshot: _Snapshot) -> None:
+def _clean(root: Path, snapshot: Snapshot) -> None:
     """Remove everything under ``root`` that the snapshot does not track.
 
     Untracked and ignored files alike go (``git clean -ffdx``), without
@@ -306,9 +237,9 @@ class Repo:
         self.root = root
         self.common_dir = common_dir
         self._env = _git_env()
-        self._objects = _ObjectWriter(objects, algorithm)
+        self._objects = ObjectWriter(objects, algorithm)
         self._hex_len = hashlib.new(algorithm).digest_size * 2
-        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        self._snapshots: OrderedDict[str, Snapshot] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._identity: dict[str, str] | None = None
 
@@ -583,18 +514,18 @@ class Repo:
             raise GitError(f"{commit!r} does not name a commit in {self.root}")
         return sha
 
-    def _snapshot(self, sha: str) -> _Snapshot:
+    def _snapshot(self, sha: str) -> Snapshot:
         """The tree listing of commit ``sha`` (cached: a commit never changes)."""
         with self._cache_lock:
             snap = self._snapshots.get(sha)
             if snap is not None:
                 self._snapshots.move_to_end(sha)
                 return snap
-        snap = _Snapshot.parse(self._git("ls-tree", "-r", "-t", "-z", "--full-tree", sha))
+        snap = Snapshot.parse(self._git("ls-tree", "-r", "-t", "-z", "--full-tree", sha))
         self._remember(sha, snap)
         return snap
 
-    def _remember(self, sha: str, snap: _Snapshot) -> None:
+    def _remember(self, sha: str, snap: Snapshot) -> None:
         """Cache a snapshot, dropping the least recently used beyond the limit.
 
         Locked because worktrees of parallel workers share one ``Repo``.
@@ -703,67 +634,14 @@ class Worktree:
         parent_sha = self.repo._commit_sha(parent)
         snapshot = self.repo._snapshot(parent_sha)
         files = {_check_edit_path(p): text.encode("utf-8") for p, text in edits.items()}
-        _check_conflicts(snapshot, files)
+        check_conflicts(snapshot, files)
         try:
             for rel, data in files.items():
                 _write_file(self.path, rel, data)
             blobs = {rel: self.repo._objects.write("blob", data) for rel, data in files.items()}
-            tree, new_snapshot = _build_tree(self.repo._objects, snapshot, blobs)
+            tree, new_snapshot = build_tree(self.repo._objects, snapshot, blobs)
         except OSError as exc:
             raise GitError(f"cannot write the edits into {self.path}: {exc}") from None
         sha = self.repo._commit_tree(tree, parent_sha, message)
         self.repo._remember(sha, new_snapshot)
         return sha
-
-
-def _check_conflicts(snapshot: _Snapshot, files: Mapping[str, bytes]) -> None:
-    """Refuse edits that would turn a directory into a file or a file into a directory."""
-    for rel in files:
-        parent, _, name = rel.rpartition("/")
-        mode = snapshot.dirs.get(parent, {}).get(name, ("", ""))[0]
-        if mode in (TREE_MODE, SUBMODULE_MODE):
-            raise GitError(f"edit path {rel!r} is a directory in the parent commit")
-        ancestor, _, below = parent.rpartition("/")
-        while below:
-            mode = snapshot.dirs.get(ancestor, {}).get(below, ("", ""))[0]
-            if mode and mode != TREE_MODE:
-                raise GitError(f"edit path {rel!r} goes through {below!r}, a file in the parent")
-            ancestor, _, below = ancestor.rpartition("/")
-
-
-def _build_tree(
-    objects: _ObjectWriter, snapshot: _Snapshot, blobs: Mapping[str, str]
-) -> tuple[str, _Snapshot]:
-    """Write the trees that change when ``blobs`` replace entries; return the root tree.
-
-    Unchanged subtrees keep their ids; only the edited paths' directories and
-    their ancestors are rewritten (deepest first, so each parent sees its
-    child's new id). The root is always written, so empty edits work too.
-    """
-    dirs = dict(snapshot.dirs)
-    touched: set[str] = set()
-
-    def own(directory: str) -> dict[str, tuple[str, str]]:
-        if directory not in touched:
-            dirs[directory] = dict(dirs.get(directory, {}))
-            touched.add(directory)
-        return dirs[directory]
-
-    own("")
-    for rel, sha in blobs.items():
-        parent, _, name = rel.rpartition("/")
-        old_mode = dirs.get(parent, {}).get(name, ("", ""))[0]
-        own(parent)[name] = (old_mode if old_mode in FILE_MODES else "100644", sha)
-        while parent:
-            up, _, child = parent.rpartition("/")
-            own(up).setdefault(child, (TREE_MODE, ""))
-            parent = up
-    root = ""
-    for directory in sorted(touched, key=lambda d: d.count("/") + bool(d), reverse=True):
-        tree_sha = objects.write("tree", _tree_body(dirs[directory]))
-        if directory:
-            up, _, child = directory.rpartition("/")
-            dirs[up][child] = (TREE_MODE, tree_sha)
-        else:
-            root = tree_sha
-    return root, _Snapshot(dirs)
