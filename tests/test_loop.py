@@ -273,3 +273,25 @@ def test_output_flood_is_capped_and_the_run_goes_on(tmp_path: Path, write_replay
     log = Path(exps[1].log_dir) / "run.log"
     assert 1_000_000 <= log.stat().st_size < 1_100_000
     assert "truncated" in log.read_bytes()[-200:].decode("utf-8", "replace")
+
+
+def test_uncommitted_editable_change_is_announced(fast_study: Path, write_replay) -> None:
+    from ratchet.observer import Observer
+
+    class Notes(Observer):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+    (fast_study / "value.txt").write_text("score: 1\n")
+    notes = Notes()
+    run_study(
+        load_study(fast_study),
+        ReplayProposer(write_replay([])),
+        StrictJudge(),
+        RunOptions(max_experiments=0),
+        notes,
+    )
+    assert any("value.txt has uncommitted changes" in line for line in notes.lines)

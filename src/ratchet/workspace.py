@@ -93,6 +93,7 @@ class Workspace:
             worktree = repo.worktree(state / "worktrees" / tag, head)
             workspace = cls(study, tag, repo, ledger, worktree, study_rel, {}, lock)
             workspace.pinned = workspace._pin(observer)
+            workspace._warn_uncommitted(observer)
         except BaseException:
             ledger.close()
             lock.close()
@@ -180,6 +181,17 @@ class Workspace:
         if before is None:
             self.ledger.record_pins(self.tag, hashes)
         return pinned
+
+    def _warn_uncommitted(self, observer: Observer) -> None:
+        """Editable files are taken from the commit; say so when the user's copy differs."""
+        prefix = "" if self.study_rel in ("", ".") else f"{self.study_rel}/"
+        paths = [p.removeprefix(prefix) for p in self.repo.dirty(self.study_rel or ".")]
+        changed = [p for p in paths if self.study.is_editable(p)]
+        if changed:
+            observer.message(
+                f"note: {', '.join(changed[:3])} {'has' if len(changed) == 1 else 'have'}"
+                " uncommitted changes; ratchet runs the committed version"
+            )
 
     def _check_user_copies(self, pinned: dict[str, bytes]) -> None:
         """The evaluation that runs is the committed one; refuse if the user sees another."""
