@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,13 @@ class Measurement:
     phases: list[PhaseOutcome] = field(default_factory=list)
 
 
+def _with_own_python(environ: dict[str, str]) -> dict[str, str]:
+    """``python`` in a study's commands is the interpreter Ratchet runs in (its venv)."""
+    own = str(Path(sys.executable).parent)
+    environ["PATH"] = os.pathsep.join([own, environ.get("PATH", "")]).rstrip(os.pathsep)
+    return environ
+
+
 def last_line(text: str) -> str:
     """The last non-empty line of some output, for one-line reasons."""
     for line in reversed(text.splitlines()):
@@ -85,7 +93,7 @@ class Executor:
         self.pinned = dict(pinned)
         self.observer = observer or Observer()
         self.budget = budget or study.run.budget
-        self.environ = dict(os.environ if environ is None else environ)
+        self.environ = _with_own_python(dict(os.environ if environ is None else environ))
 
     def measure(
         self, candidate: Candidate, watch: Callable[[ProgressPoint], str | None] | None = None
