@@ -180,7 +180,8 @@ def test_evaluate_refusal_is_rejected_with_its_reason(tmp_path: Path, write_repl
     toml = EVAL_TOML
     check = (
         "read v < out.txt\n"
-        "[ $v = peek ] && { echo 'model is not causal'; exit 1; }\n"
+        "[ $v = peek ] && { echo 'rejected: model is not causal'; exit 3; }\n"
+        "[ $v = broken ] && { echo 'evaluator error'; exit 1; }\n"
         "echo score: $v\n"
     )
     root = make_repo(
@@ -192,11 +193,15 @@ def test_evaluate_refusal_is_rejected_with_its_reason(tmp_path: Path, write_repl
             "value.txt": "echo 5 > out.txt\n",
         },
     )
-    exps = _run(
-        root,
-        write_replay([{"description": "peek", "edits": {"value.txt": "echo peek > out.txt\n"}}]),
+    replay = write_replay(
+        [
+            {"description": "peek", "edits": {"value.txt": "echo peek > out.txt\n"}},
+            {"description": "broken", "edits": {"value.txt": "echo broken > out.txt\n"}},
+        ]
     )
-    assert exps[1].status == "rejected" and "causal" in exps[1].reason
+    exps = _run(root, replay)
+    assert exps[1].status == "rejected" and "causal" in exps[1].reason  # exit 3: refused
+    assert exps[2].status == "crash" and "evaluator error" in exps[2].reason  # exit 1: error
 
 
 def test_stale_outputs_never_leak_into_the_next_experiment(tmp_path: Path, write_replay) -> None:

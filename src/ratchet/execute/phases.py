@@ -4,10 +4,10 @@ The run phase is the candidate's own command. The evaluate phase, when the
 study has one, is fixed code run afterwards on what the run phase left behind;
 it is then the only source of the metric, and the protected files are
 restored from their pinned contents just before it, so a candidate that
-rewrote them at run time changes nothing. A non-zero exit of the evaluate
-phase means the fixed evaluation refused the candidate's output (for example
-a model that looks at future tokens): the candidate is ``rejected`` with the
-evaluation's last line as the reason.
+rewrote them at run time changes nothing. An evaluate phase that exits with
+``REJECT_EXIT`` (3) refused the candidate's output (for example a model that
+looks at future tokens): the candidate is ``rejected`` with the evaluation's
+last line as the reason. Any other non-zero exit is a ``crash``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from ..study import Study
 from .environment import experiment_env
 from .runner import RunResult, RunSpec, run_command
 
-__all__ = ["Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
+__all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
+
+REJECT_EXIT = 3
 
 Outcome = Literal["ok", "crash", "timeout", "pruned", "interrupted", "rejected"]
 
@@ -169,8 +171,8 @@ class Executor:
             why = f"{name} phase ran past its {self._budget_of(name):g} s budget and was killed"
             return Measurement("timeout", reason=why, tail=tail)
         if result.returncode != 0:
-            status: Outcome = "rejected" if name == "evaluate" else "crash"
             code = result.returncode
+            status: Outcome = "rejected" if name == "evaluate" and code == REJECT_EXIT else "crash"
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"code {code}"
             line = last_line(result.tail)
             return Measurement(status, reason=f"{name} phase exited with {how}: {line}", tail=tail)
