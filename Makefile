@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/ratchet-demo
-DEMO_TEMPLATE ?= sine
-DEMO_EXPERIMENTS ?= 30
+DEMO_TEMPLATE ?= nanogpt
+DEMO_EXPERIMENTS ?= 2
 
 .PHONY: install test lint demo clean
 
@@ -28,6 +28,7 @@ test: install lint
 demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/ratchet init $(DEMO_DIR) --template $(DEMO_TEMPLATE)
+	if [ -f $(DEMO_DIR)/prepare.py ]; then cd $(DEMO_DIR) && $(CURDIR)/$(BIN)/python prepare.py; fi
 	$(BIN)/ratchet run $(DEMO_DIR) --tag demo --max-experiments $(DEMO_EXPERIMENTS)
 	$(BIN)/ratchet report $(DEMO_DIR) --tag demo
 	@echo "results.tsv:  $(DEMO_DIR)/.ratchet/results.tsv"

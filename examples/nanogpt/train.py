@@ -184,7 +184,7 @@ torch.manual_seed(seed)
 budget = float(os.environ.get("RATCHET_BUDGET", TIME_BUDGET))
 deadline = float(os.environ.get("RATCHET_DEADLINE", T_START + budget))
 budget_start = deadline - budget  # progress is the fraction of this budget used
-stop_at = deadline - min(EXPORT_RESERVE_S, 0.1 * budget)  # tiny budgets keep less  ratchet: fixed
+stop_at = deadline - min(EXPORT_RESERVE_S, 0.25 * budget)  # tiny budgets keep less  ratchet: fixed
 assert SEQ_LEN <= MAX_SEQ_LEN, "the evaluator feeds MAX_SEQ_LEN tokens at most"
 
 # --- Data ---------------------------------------------------------------------------------

@@ -64,6 +64,21 @@ class Measurement:
     phases: list[PhaseOutcome] = field(default_factory=list)
 
 
+def _verdict(result: RunResult, name: str, budget: float) -> tuple[Outcome | None, str]:
+    if result.stop_reason == "interrupted":
+        return "interrupted", f"stopped by Ctrl-C during {name}"
+    if result.stop_reason:
+        return "pruned", result.stop_reason
+    if result.timed_out:
+        return "timeout", f"{name} phase ran past its {budget:g} s budget and was killed"
+    code = result.returncode
+    if code == 0:
+        return None, ""
+    how = f"killed by signal {-code}" if code is not None and code < 0 else f"code {code}"
+    status: Outcome = "rejected" if name == "evaluate" and code == REJECT_EXIT else "crash"
+    return status, f"{name} phase exited with {how}: {last_line(result.tail)}"
+
+
 def _with_own_python(environ: dict[str, str]) -> dict[str, str]:
     """``python`` in a study's commands is the interpreter Ratchet runs in (its venv)."""
     own = str(Path(sys.executable).parent)
@@ -111,7 +126,10 @@ class Executor:
         )
         refused = self._failure(evaluate, "evaluate")
         if refused:
-            return replace(refused, phases=[run, evaluate], progress=run.parsed.progress)
+            spent = run.result.duration_s + refused.duration_s
+            return replace(
+                refused, phases=[run, evaluate], progress=run.parsed.progress, duration_s=spent
+            )
         return self._scored(evaluate, [run, evaluate], progress=run.parsed.progress)
 
     def smoke(self, candidate: Candidate) -> Measurement | None:
@@ -161,22 +179,14 @@ class Executor:
         return self.study.evaluate.grace if self.study.evaluate else 5.0
 
     def _failure(self, phase: PhaseOutcome, name: str) -> Measurement | None:
+        """The status and reason when a phase did not finish cleanly, else None."""
         result = phase.result
-        tail = result.tail[-2000:]
-        if result.stop_reason == "interrupted":
-            return Measurement("interrupted", reason=f"stopped by Ctrl-C during {name}", tail=tail)
-        if result.stop_reason:
-            return Measurement("pruned", reason=result.stop_reason, tail=tail)
-        if result.timed_out:
-            why = f"{name} phase ran past its {self._budget_of(name):g} s budget and was killed"
-            return Measurement("timeout", reason=why, tail=tail)
-        if result.returncode != 0:
-            code = result.returncode
-            status: Outcome = "rejected" if name == "evaluate" and code == REJECT_EXIT else "crash"
-            how = f"killed by signal {-code}" if code is not None and code < 0 else f"code {code}"
-            line = last_line(result.tail)
-            return Measurement(status, reason=f"{name} phase exited with {how}: {line}", tail=tail)
-        return None
+        status, reason = _verdict(result, name, self._budget_of(name))
+        if status is None:
+            return None
+        return Measurement(
+            status, reason=reason, tail=result.tail[-2000:], duration_s=result.duration_s
+        )
 
     def _budget_of(self, name: str) -> float:
         if name == "evaluate" and self.study.evaluate:
