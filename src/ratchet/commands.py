@@ -115,6 +115,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     out.print(f"created the {args.template} study in {target.resolve()}")
     if not committed:
         out.print("commit it before running: git add -A && git commit -m 'add study'")
+    if (target / "prepare.py").is_file():
+        out.print(f"first prepare the data: cd {args.dir} && python prepare.py")
     out.print(f"next: ratchet run {args.dir} --max-experiments 10")
     return 0
 
