@@ -303,3 +303,15 @@ def test_step_grows_after_a_keep_and_shrinks_after_discards() -> None:
 def test_is_a_proposer() -> None:
     assert isinstance(MutateProposer(), Proposer)
     assert MutateProposer.name == "mutate"
+
+
+def test_power_of_two_sizes_stay_powers_of_two() -> None:
+    from ratchet.proposers.mutate import candidates, find_literals
+
+    source = "HEAD_DIM = 32\nSTEPS = 2656\nDEGREE = 5\n"
+    by_name = {lit.name: lit for lit in find_literals("train.py", source)}
+    head = {int(c.value) for c in candidates(by_name["HEAD_DIM"])}
+    assert head and all(v & (v - 1) == 0 for v in head)
+    steps = {int(c.value) for c in candidates(by_name["STEPS"])}
+    assert 2655 not in steps and 2657 not in steps  # no +-1 on large ints
+    assert 4 in {int(c.value) for c in candidates(by_name["DEGREE"])}  # small ints step by one

@@ -346,10 +346,19 @@ def _float_values(lit: Literal) -> Iterator[tuple[int, str]]:
 
 
 def _int_values(lit: Literal) -> Iterator[tuple[int, str]]:
-    """Steps of +-1 and +-2, and scaling by the int factors; never below a magnitude of 1."""
+    """Steps of +-1 and +-2 (small ints only), and scaling by the int factors.
+
+    A power of two of 8 or more is usually a shape (a width, a head size, a
+    batch): it only moves to other powers of two, so a change does not break
+    the code that divides it. Never below a magnitude of 1.
+    """
     magnitude, sign = abs(int(lit.value)), (1 if lit.value > 0 else -1)
-    news = {magnitude + 1, magnitude - 1, magnitude + 2, magnitude - 2}
-    news |= {round(magnitude * f**d) for f in _INT_FACTORS for d in (1, -1)}
+    if magnitude >= 8 and magnitude & (magnitude - 1) == 0:
+        news = {magnitude * 2, magnitude * 4, magnitude // 2, magnitude // 4}
+    else:
+        news = {round(magnitude * f**d) for f in _INT_FACTORS for d in (1, -1)}
+        if magnitude < 20:
+            news |= {magnitude + 1, magnitude - 1, magnitude + 2, magnitude - 2}
     for new in sorted(n for n in news if n >= 1 and n != magnitude):
         yield _nearest_level(new / magnitude), format_number(sign * new, lit.text)
 
