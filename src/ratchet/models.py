@@ -9,7 +9,7 @@ plain data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "STATUSES",
@@ -33,17 +33,7 @@ Status = Literal[
     "rejected",
     "interrupted",
 ]
-STATUSES: tuple[str, ...] = (
-    "running",
-    "baseline",
-    "keep",
-    "discard",
-    "crash",
-    "timeout",
-    "pruned",
-    "rejected",
-    "interrupted",
-)
+STATUSES: tuple[str, ...] = get_args(Status)
 FINAL_STATUSES: tuple[str, ...] = STATUSES[1:]
 Goal = Literal["minimize", "maximize"]
 
