@@ -83,14 +83,12 @@ def _loop(
                 stopped = "time limit (--hours) reached"
                 break
             try:
-                exp = _experiment(ws, executor, proposer, judge, observer)
+                _experiment(ws, executor, proposer, judge, observer)
             except ProposalsExhausted as exc:
                 stopped = str(exc)
                 break
             ran += 1
-            if exp.status == "interrupted":
-                return _summary(ws, ran, "interrupted")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also raised by a sample that Ctrl-C interrupted
         ws.interrupted("stopped by Ctrl-C")
         return _summary(ws, ran, "interrupted")
     return _summary(ws, ran, stopped)
