@@ -74,7 +74,10 @@ def test_report_writes_png_and_markdown(ran: Path, tmp_path: Path) -> None:
     png = tmp_path / "r" / "progress.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "5" in report and "3" in report and "-40" in report  # baseline, best, improvement
+    assert "| baseline score | 5 (experiment 1," in report
+    assert "| best score | 3 (experiment 2," in report
+    assert "| improvement | 40.00 % vs baseline |" in report
+    assert "| keep rate | 1 of 3 after the baseline (33.3 %) |" in report
 
 
 def test_doctor(ran: Path) -> None:

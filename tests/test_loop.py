@@ -19,6 +19,16 @@ EVAL_TOML = FAST_TOML.replace(
 ).replace('command = "cat value.txt"', 'command = "sh value.txt"')
 
 
+def _study(
+    tmp_path: Path, toml: str, value: str, check: str = "x", solve_py: str | None = None
+) -> Path:
+    """A committed study in ``tmp_path/s``: ``value.txt`` and ``check.sh`` as given."""
+    files = {"ratchet.toml": toml, "program.md": "x", "value.txt": value, "check.sh": check}
+    if solve_py is not None:
+        files["solve.py"] = solve_py
+    return make_repo(tmp_path / "s", files)
+
+
 def _run(root: Path, replay: Path, **options: object) -> list:
     study = load_study(root)
     run_study(study, ReplayProposer(replay), StrictJudge(), RunOptions(**options))
@@ -94,16 +104,7 @@ def test_forbidden_edits_are_rejected_unrun(fast_study: Path, write_replay, edit
 
 def test_syntax_error_rejected_before_running(tmp_path: Path, write_replay) -> None:
     toml = FAST_TOML.replace('["value.txt"]', '["value.txt", "solve.py"]')
-    root = make_repo(
-        tmp_path / "s",
-        {
-            "ratchet.toml": toml,
-            "program.md": "x",
-            "value.txt": "score: 5\n",
-            "check.sh": "x",
-            "solve.py": "x = 1\n",
-        },
-    )
+    root = _study(tmp_path, toml, value="score: 5\n", solve_py="x = 1\n")
     exps = _run(root, write_replay([{"description": "broken", "edits": {"solve.py": "def (:\n"}}]))
     assert (
         exps[1].status == "rejected"
@@ -131,10 +132,7 @@ def test_crash_and_timeout_record_reason_and_tail(tmp_path: Path, write_replay) 
     toml = FAST_TOML.replace('command = "cat value.txt"', 'command = "sh value.txt"').replace(
         "budget = 10", "budget = 1"
     )
-    root = make_repo(
-        tmp_path / "s",
-        {"ratchet.toml": toml, "program.md": "x", "value.txt": "echo score: 5\n", "check.sh": "x"},
-    )
+    root = _study(tmp_path, toml, value="echo score: 5\n")
     replay = write_replay(
         [
             {"description": "boom", "edits": {"value.txt": "echo before-the-crash; exit 3\n"}},
@@ -154,15 +152,7 @@ def test_crash_and_timeout_record_reason_and_tail(tmp_path: Path, write_replay) 
 def test_evaluate_phase_is_the_only_metric_source(tmp_path: Path, write_replay) -> None:
     toml = EVAL_TOML
     check = "read v < out.txt; echo score: $v\n"
-    root = make_repo(
-        tmp_path / "s",
-        {
-            "ratchet.toml": toml,
-            "program.md": "x",
-            "check.sh": check,
-            "value.txt": "echo 5 > out.txt\n",
-        },
-    )
+    root = _study(tmp_path, toml, check=check, value="echo 5 > out.txt\n")
     cheat = "echo 9 > out.txt; echo score: 0; echo 'echo score: -100' > check.sh\n"
     replay = write_replay(
         [
@@ -184,15 +174,7 @@ def test_evaluate_refusal_is_rejected_with_its_reason(tmp_path: Path, write_repl
         "[ $v = broken ] && { echo 'evaluator error'; exit 1; }\n"
         "echo score: $v\n"
     )
-    root = make_repo(
-        tmp_path / "s",
-        {
-            "ratchet.toml": toml,
-            "program.md": "x",
-            "check.sh": check,
-            "value.txt": "echo 5 > out.txt\n",
-        },
-    )
+    root = _study(tmp_path, toml, check=check, value="echo 5 > out.txt\n")
     replay = write_replay(
         [
             {"description": "peek", "edits": {"value.txt": "echo peek > out.txt\n"}},
@@ -206,14 +188,8 @@ def test_evaluate_refusal_is_rejected_with_its_reason(tmp_path: Path, write_repl
 
 def test_stale_outputs_never_leak_into_the_next_experiment(tmp_path: Path, write_replay) -> None:
     toml = EVAL_TOML
-    root = make_repo(
-        tmp_path / "s",
-        {
-            "ratchet.toml": toml,
-            "program.md": "x",
-            "check.sh": "read v < out.txt; echo score: $v\n",
-            "value.txt": "echo 5 > out.txt\n",
-        },
+    root = _study(
+        tmp_path, toml, check="read v < out.txt; echo score: $v\n", value="echo 5 > out.txt\n"
     )
     replay = write_replay(
         [
@@ -268,10 +244,7 @@ def test_output_flood_is_capped_and_the_run_goes_on(tmp_path: Path, write_replay
     toml = FAST_TOML.replace('command = "cat value.txt"', 'command = "sh value.txt"').replace(
         "grace = 1", "grace = 1\nlog_cap_mb = 1"
     )
-    root = make_repo(
-        tmp_path / "s",
-        {"ratchet.toml": toml, "program.md": "x", "value.txt": "echo score: 5\n", "check.sh": "x"},
-    )
+    root = _study(tmp_path, toml, value="echo score: 5\n")
     flood = "head -c 20000000 /dev/zero | tr '\\0' 'x' | fold -w 100\necho\necho score: 4\n"
     exps = _run(root, write_replay([{"description": "flood", "edits": {"value.txt": flood}}]))
     assert exps[1].status == "keep" and exps[1].metric == 4.0  # the line after the flood counted

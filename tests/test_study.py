@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,13 +98,9 @@ def test_not_a_git_repository(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_git_missing(fast_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_git_missing(fast_study: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "PATH": str(empty)}
     done = subprocess.run(
         [sys.executable, "-m", "ratchet", "run", str(fast_study), "--max-experiments", "0"],

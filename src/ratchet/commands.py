@@ -102,14 +102,14 @@ def _out() -> Console:
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     source = _template_root() / args.template
-    names = [n for n in _template_files(source) if not n.startswith(".")]
+    names = _template_files(source)
     clash = [n for n in names if (target / n).exists()]
     if clash:
         raise ConfigError(f"{target / clash[0]} already exists — choose an empty directory")
     for name in names:
         dest = target / name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(_read(source, name))
+        dest.write_bytes((source / name).read_bytes())
     committed = Repo.init_if_needed(target, f"ratchet init --template {args.template}")
     out = _out()
     out.print(f"created the {args.template} study in {target.resolve()}")
@@ -130,23 +130,14 @@ def _template_root() -> Path:
     return Path(str(packaged))
 
 
-def _template_files(root: object, prefix: str = "") -> list[str]:
-    names: list[str] = []
-    for item in root.iterdir():  # type: ignore[attr-defined]
-        if item.name in ("__pycache__",) or item.name.endswith(".pyc"):
-            continue
-        if item.is_dir():
-            names += _template_files(item, f"{prefix}{item.name}/")
-        else:
-            names.append(f"{prefix}{item.name}")
-    return sorted(names)
-
-
-def _read(root: object, name: str) -> bytes:
-    node = root
-    for part in name.split("/"):
-        node = node / part  # type: ignore[operator]
-    return node.read_bytes()  # type: ignore[attr-defined]
+def _template_files(root: Path) -> list[str]:
+    """Every file of a template, relative to it; caches and dotfiles left out."""
+    files = (p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    return sorted(
+        f.as_posix()
+        for f in files
+        if "__pycache__" not in f.parts and not any(part.startswith(".") for part in f.parts)
+    )
 
 
 # --- run ------------------------------------------------------------------------------

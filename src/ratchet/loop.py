@@ -219,7 +219,7 @@ def _context(ws: Workspace, parent: Experiment, files: dict[str, str]) -> Contex
     return Context(
         study_name=ws.study.name,
         tag=ws.tag,
-        program=(ws.study_dir / ws.study.program).read_text(encoding="utf-8", errors="replace"),
+        program=ws.program,
         files=files,
         parent_commit=parent.commit or "",
         metric_name=ws.study.metric.name,

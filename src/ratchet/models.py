@@ -85,11 +85,6 @@ class Experiment:
     duration_s: float = 0.0
     log_dir: str = ""
 
-    @property
-    def measured(self) -> bool:
-        """True when the experiment produced a metric value."""
-        return self.metric is not None
-
 
 @dataclass(frozen=True)
 class Context:

@@ -133,6 +133,11 @@ class Workspace:
         return self.worktree.commit(parent, edits, message)
 
     @property
+    def program(self) -> str:
+        """The research strategy as pinned when the run started (read once, not per run)."""
+        return self.pinned[self.study.program].decode("utf-8", errors="replace")
+
+    @property
     def log_dir_template(self) -> str:
         """Where an experiment's logs go; the ledger fills in ``{id}``."""
         return str(self.state_dir / "logs" / "{id}")
