@@ -11,7 +11,8 @@ Hierarchy::
     ├── GitError             git is missing, or the directory is not a repository
     ├── LedgerError          .ratchet/ledger.sqlite is damaged or unwritable
     ├── ProposalError        a proposer cannot start or cannot produce a proposal
-    │   └── ProposalsExhausted   a finite proposer (replay) has nothing left
+    │   ├── ProposalUnusable     an answer arrived but cannot be applied (recorded, not a fault)
+    │   └── ProposalsExhausted   a finite proposer has nothing left, or a cost cap was reached
     ├── SandboxError         the requested isolation level is not available
     └── ExperimentError      an experiment failed in a way the loop records
         ├── ExperimentTimeout
@@ -21,12 +22,15 @@ Hierarchy::
 
 from __future__ import annotations
 
+from .models import Usage
+
 __all__ = [
     "RatchetError",
     "ConfigError",
     "GitError",
     "LedgerError",
     "ProposalError",
+    "ProposalUnusable",
     "ProposalsExhausted",
     "SandboxError",
     "ExperimentError",
@@ -53,11 +57,28 @@ class LedgerError(RatchetError):
 
 
 class ProposalError(RatchetError):
-    """A proposer cannot start or failed to produce a usable proposal."""
+    """A proposer cannot start or failed to produce a usable proposal.
+
+    Raised from ``propose``, the loop records the experiment as ``rejected``
+    with this message (and the tokens already spent, ``usage``), and stops the
+    run after ``[proposer] max_failures`` of them in a row (an endpoint that
+    is down should not burn the night).
+    """
+
+    def __init__(self, message: str, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or Usage()
+
+
+class ProposalUnusable(ProposalError):
+    """The proposer answered, but the answer cannot be applied (e.g. a SEARCH that matches
+    nothing, after the repair round-trip). Recorded as ``rejected``; does not count
+    towards the consecutive-failure stop, since the proposer itself works."""
 
 
 class ProposalsExhausted(ProposalError):
-    """A finite proposer (replay) has no proposals left; the loop ends cleanly."""
+    """A finite proposer (replay) has no proposals left, or a cap (cost, tokens) was
+    reached; the loop ends cleanly with this message."""
 
 
 class SandboxError(RatchetError):

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from statistics import fmean
 
-from .errors import ExperimentError, ProposalsExhausted
+from .errors import ExperimentError, ProposalError, ProposalsExhausted, ProposalUnusable
 from .execute.phases import Executor, Measurement
 from .judge import Judge
 from .models import Context, Experiment
@@ -74,7 +74,7 @@ def _loop(
 ) -> RunSummary:
     executor = Executor(ws.study, pinned=ws.pinned, observer=observer, budget=options.budget)
     ends_at = time.monotonic() + options.hours * 3600 if options.hours else None
-    ran, stopped = 0, "max-experiments reached"
+    ran, failures, stopped = 0, 0, "max-experiments reached"
     try:
         if pick_parent(ws.experiments()) is None:
             _baseline(ws, executor, observer)
@@ -83,11 +83,18 @@ def _loop(
                 stopped = "time limit (--hours) reached"
                 break
             try:
-                _experiment(ws, executor, proposer, judge, observer)
+                exp = _experiment(ws, executor, proposer, judge, observer)
             except ProposalsExhausted as exc:
                 stopped = str(exc)
                 break
             ran += 1
+            failures = failures + 1 if exp.meta.get("proposer_failed") else 0
+            if failures >= ws.study.proposer.max_failures:
+                stopped = (
+                    f"the {proposer.name} proposer failed {failures} times in a row"
+                    f" (last: {exp.reason}) — check it with `ratchet doctor`"
+                )
+                break
     except KeyboardInterrupt:  # also raised by a sample that Ctrl-C interrupted
         ws.interrupted("stopped by Ctrl-C")
         return _summary(ws, ran, "interrupted")
@@ -125,7 +132,12 @@ def _experiment(
     parent = pick_parent(ws.experiments())
     assert parent is not None and parent.commit is not None
     files = ws.checkout(parent.commit)
-    proposal = proposer.propose(_context(ws, parent, files))
+    try:
+        proposal = proposer.propose(_context(ws, parent, files))
+    except ProposalsExhausted:
+        raise
+    except ProposalError as exc:
+        return _unproposed(ws, observer, parent, exc)
     rejection = verify(proposal, ws.study, files)
     link = ws.symlinked(proposal) if rejection is None else None
     commit = ws.commit(parent.commit, proposal) if rejection is None and not link else None
@@ -149,6 +161,22 @@ def _experiment(
         reason = f"smoke: {smoke.reason}"
         return _finish(ws, observer, exp_id, status, None, reason, smoke.duration_s, commit)
     return _judged(ws, executor, judge, observer, exp_id, parent, commit)
+
+
+def _unproposed(
+    ws: Workspace, observer: Observer, parent: Experiment, exc: ProposalError
+) -> Experiment:
+    """A proposer that failed still leaves a row: the reason is shown in the next prompt."""
+    exp_id = ws.ledger.start(
+        tag=ws.tag,
+        parent=parent.commit,
+        commit=None,
+        description="(no proposal)",
+        meta={"proposer_failed": not isinstance(exc, ProposalUnusable)},
+        usage=exc.usage,
+        log_dir=ws.log_dir_template,
+    )
+    return _finish(ws, observer, exp_id, "rejected", None, f"proposal: {exc}", 0.0, None)
 
 
 def _judged(

@@ -105,4 +105,5 @@ class Context:
     history: list[Experiment] = field(default_factory=list)
     incumbent: Experiment | None = None
     last_failure_log: str = ""
+    journal: str = ""  # compact lessons from earlier experiments, most relevant first
     seed: int = 0

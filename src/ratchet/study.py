@@ -93,6 +93,7 @@ class ProposerSpec(_Section):
     kind: Literal["mutate", "llm", "agent", "replay"] = "mutate"
     replay: str | None = None
     max_changes: int = Field(default=3, ge=1, le=10)
+    max_failures: int = Field(default=5, ge=1)  # proposal failures in a row that end the run
 
 
 class _StudyFile(_Section):
