@@ -255,6 +255,7 @@ def _context(ws: Workspace, parent: Experiment, files: dict[str, str]) -> Contex
         history=history,
         incumbent=parent,
         last_failure_log=failures[-1].reason[-2000:] if failures else "",
+        workdir=str(ws.study_dir),
         seed=len(history),
     )
 

@@ -106,4 +106,5 @@ class Context:
     incumbent: Experiment | None = None
     last_failure_log: str = ""
     journal: str = ""  # compact lessons from earlier experiments, most relevant first
+    workdir: str = ""  # the study directory inside the candidate worktree (agent proposers)
     seed: int = 0

@@ -31,6 +31,7 @@ __all__ = [
     "MetricSpec",
     "DecisionSpec",
     "PruneSpec",
+    "ConfirmSpec",
     "ProposerSpec",
     "load_study",
     "matches",
@@ -67,6 +68,15 @@ class RunPhase(_Phase):
     sandbox: Literal["none", "process", "bwrap"] = "process"
     env_allow: list[str] = []
     log_cap_mb: float = Field(default=10.0, gt=0)
+    # Resource limits of every phase's process tree (levels process and bwrap);
+    # defaults are far above what a normal training run uses. None = no limit.
+    max_memory_mb: float | None = Field(default=None, gt=0)
+    max_file_mb: float | None = Field(default=4096.0, gt=0)
+    max_processes: int | None = Field(default=1024, gt=0)
+    max_open_files: int | None = Field(default=4096, gt=0)
+    # Paths (~ and $VARS expanded) the run and smoke phases must not see under bwrap,
+    # e.g. a held-out validation split that only the evaluate phase may read.
+    hide: list[str] = []
 
 
 class EvaluatePhase(_Phase):
@@ -81,18 +91,53 @@ class MetricSpec(_Section):
 
 
 class DecisionSpec(_Section):
-    rule: Literal["strict"] = "strict"
+    """How a candidate is judged against the incumbent (see judge.py)."""
+
+    rule: Literal["noise-aware", "strict"] = "noise-aware"
+    baseline_samples: int = Field(default=3, ge=1, le=50)
+    max_samples: int = Field(default=5, ge=1, le=50)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    min_delta: float = Field(default=0.0, ge=0)
+    remeasure_every: int = Field(default=10, ge=0)  # 0 = never re-measure the incumbent
+    complexity_weight: float = Field(default=0.0, ge=0)
 
 
 class PruneSpec(_Section):
     enabled: bool = True
     min_progress: float = Field(default=0.25, ge=0, le=1)
+    key: str | None = None  # progress value to compare; default: the metric, else the first
+
+
+class ConfirmSpec(_Section):
+    """A second, independent check run on each newly kept commit."""
+
+    command: str = Field(min_length=1)
+    budget: float = Field(default=60.0, gt=0)
+    grace: float = Field(default=5.0, ge=0)
+    revert: bool = False  # revert a keep that does not confirm
 
 
 class ProposerSpec(_Section):
     kind: Literal["mutate", "llm", "agent", "replay"] = "mutate"
     replay: str | None = None
     max_changes: int = Field(default=3, ge=1, le=10)
+    # llm
+    provider: Literal["auto", "openai", "anthropic"] = "auto"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=4096, gt=0)  # per answer
+    prompt_tokens: int = Field(default=32000, gt=0)  # the prompt's token budget
+    timeout: float = Field(default=120.0, gt=0)  # seconds per request
+    retries: int = Field(default=4, ge=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)  # ends the run when reached
+    max_total_tokens: int | None = Field(default=None, gt=0)  # ends the run when reached
+    prices: dict[str, tuple[float, float]] = {}  # model -> (USD per 1M input, per 1M output)
+    # agent
+    agent: Literal["claude", "codex", "aider", "command"] = "claude"
+    command: str | None = None  # for agent = "command": uses {prompt_file} and {workdir}
+    agent_timeout: float = Field(default=900.0, gt=0)
     max_failures: int = Field(default=5, ge=1)  # proposal failures in a row that end the run
 
 
@@ -106,6 +151,7 @@ class _StudyFile(_Section):
     metric: MetricSpec
     decision: DecisionSpec = DecisionSpec()
     prune: PruneSpec = PruneSpec()
+    confirm: ConfirmSpec | None = None
     proposer: ProposerSpec = ProposerSpec()
 
     @field_validator("files")
@@ -133,6 +179,7 @@ class Study(BaseModel):
     metric: MetricSpec
     decision: DecisionSpec
     prune: PruneSpec
+    confirm: ConfirmSpec | None = None
     proposer: ProposerSpec
 
     @property
@@ -200,6 +247,7 @@ def load_study(directory: Path) -> Study:
         metric=parsed.metric,
         decision=parsed.decision,
         prune=parsed.prune,
+        confirm=parsed.confirm,
         proposer=parsed.proposer,
     )
     _check_files(path, study)
@@ -226,7 +274,17 @@ def _check_files(path: Path, study: Study) -> None:
         )
 
 
-_SECTIONS = ("study", "files", "run", "evaluate", "metric", "decision", "prune", "proposer")
+_SECTIONS = (
+    "study",
+    "files",
+    "run",
+    "evaluate",
+    "metric",
+    "decision",
+    "prune",
+    "confirm",
+    "proposer",
+)
 _EXAMPLES = {
     "study": 'name = "mystudy"',
     "files": 'editable = ["train.py"]',
