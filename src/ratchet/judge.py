@@ -2,21 +2,50 @@
 
 A judge is a pure function over metric samples. It may answer ``more`` to ask
 the loop for another sample of the candidate (with a new seed) before it
-decides; the loop keeps asking until the answer is ``keep`` or ``discard``.
-``strict`` is the original autoresearch rule: one sample, keep iff strictly
-better. A noise-aware rule plugs in behind the same ``Judge`` protocol.
+decides; the loop keeps asking until the answer is ``keep`` or ``discard``
+(and stops at ``[decision] max_samples`` whatever the answer).
+
+- ``strict`` is the original autoresearch rule: one sample, keep iff strictly
+  better than the incumbent's mean. On a noisy metric it keeps about half of
+  the changes that do nothing.
+- ``noise-aware`` (the default) keeps only what beats the incumbent with the
+  configured confidence, and spends samples only where they can change the
+  answer: a clear loss or a deterministic study is decided on one sample, an
+  ambiguous candidate is sampled again. See ``NoiseAwareJudge`` for the rule
+  and ``benchmarks/noise.py`` for what it buys and costs.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import fmean
-from typing import Literal, Protocol
+from statistics import NormalDist, fmean
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from .errors import ConfigError
+from .stats import Welch, spread, welch
 
-__all__ = ["Verdict", "Judge", "StrictJudge", "better", "make_judge"]
+if TYPE_CHECKING:
+    from .study import DecisionSpec
+
+__all__ = [
+    "Verdict",
+    "Judge",
+    "StrictJudge",
+    "NoiseAwareJudge",
+    "better",
+    "make_judge",
+    "noise",
+]
+
+CLEAR_LOSS_SIGMAS = 2.0  # one sample this far below the incumbent is not worth a second
+FINAL_SHARE = 1.0  # of 1 - confidence, the level of the last look (see NoiseAwareJudge)
+DESIGN_GAIN = 1.0  # in incumbent sigmas: the improvement max_samples is sized to catch
+FUTILITY_Z = 1.5  # discard once this many standard errors below a DESIGN_GAIN improvement
+ZERO_RULE = True
+CLEAR = True
+RELATIVE_SCALE = 1e-3  # complexity unit when the incumbent has no spread: 0.1 % of its mean
 
 
 @dataclass(frozen=True)
@@ -32,13 +61,28 @@ def better(candidate: float, incumbent: float, goal: str) -> bool:
     return candidate < incumbent if goal == "minimize" else candidate > incumbent
 
 
+def noise(samples: Sequence[float]) -> float:
+    """The incumbent's spread: sample standard deviation, 0.0 for fewer than two samples."""
+    return spread(samples)
+
+
 class Judge(Protocol):
-    """Decides from the candidate's samples so far and the incumbent's samples."""
+    """Decides from the candidate's samples so far and the incumbent's samples.
+
+    ``lines_added`` / ``lines_removed`` describe the candidate's diff, for rules
+    that weigh simplicity; a rule may ignore them.
+    """
 
     name: str
 
     def decide(
-        self, samples: Sequence[float], incumbent: Sequence[float], goal: str
+        self,
+        samples: Sequence[float],
+        incumbent: Sequence[float],
+        goal: str,
+        *,
+        lines_added: int = 0,
+        lines_removed: int = 0,
     ) -> Verdict: ...
 
 
@@ -47,7 +91,15 @@ class StrictJudge:
 
     name = "strict"
 
-    def decide(self, samples: Sequence[float], incumbent: Sequence[float], goal: str) -> Verdict:
+    def decide(
+        self,
+        samples: Sequence[float],
+        incumbent: Sequence[float],
+        goal: str,
+        *,
+        lines_added: int = 0,
+        lines_removed: int = 0,
+    ) -> Verdict:
         if not samples:
             return Verdict("more", "no sample yet")
         ours, theirs = fmean(samples), fmean(incumbent)
@@ -56,8 +108,262 @@ class StrictJudge:
         return Verdict("discard", f"{ours:.6g} does not beat the incumbent's {theirs:.6g}")
 
 
-def make_judge(rule: str) -> Judge:
-    """The judge for ``[decision] rule``."""
-    if rule == "strict":
+# --- the noise-aware rule ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """Candidate against incumbent, oriented so that a positive ``gain`` is better."""
+
+    samples: tuple[float, ...]
+    incumbent: tuple[float, ...]
+    test: Welch  # on the oriented values: difference == gain
+    spread: float  # the candidate's
+    sigma: float  # the incumbent's spread
+
+    @property
+    def gain(self) -> float:
+        return self.test.difference
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def m(self) -> int:
+        return len(self.incumbent)
+
+    @property
+    def deterministic(self) -> bool:
+        """No spread on either side, and at least one side repeated its value exactly."""
+        flat = self.sigma == 0.0 and self.spread == 0.0
+        return flat and max(self.m, self.n) >= 2
+
+    def text(self, verb: str = "vs") -> str:
+        """``0.412 ± 0.004 (n=3) vs 0.430 ± 0.006 (n=3)`` at a precision the spread supports."""
+        ours, theirs = self.spread, self.sigma
+        known = [d for d in (_decimals(ours), _decimals(theirs)) if d is not None]
+        digits = max(known) if known else None
+        ours_text = _show(self.samples, ours, digits)
+        return f"{ours_text} {verb} {_show(self.incumbent, theirs, digits)}"
+
+
+def _decimals(sigma: float) -> int | None:
+    """Decimals that show a spread to one significant digit (two when it starts with 1)."""
+    if sigma <= 0 or not math.isfinite(sigma):
+        return None
+    exponent = math.floor(math.log10(sigma))
+    lead = sigma / 10**exponent
+    return max(0, -exponent + (1 if lead < 2 else 0))
+
+
+def _show(values: Sequence[float], sigma: float, digits: int | None) -> str:
+    mean = fmean(values)
+    if digits is None:
+        body = f"{mean:.6g}"
+    elif sigma > 0:
+        body = f"{mean:.{digits}f} ± {sigma:.{digits}f}"
+    else:
+        body = f"{mean:.{digits}f}"
+    return f"{body} (n={len(values)})"
+
+
+def _p(p: float) -> str:
+    return "p<0.0001" if p < 1e-4 else f"p={p:.2g}"
+
+
+class NoiseAwareJudge:
+    """Keep only what beats the incumbent with ``confidence``; sample again while unsure.
+
+    The test is Welch's one-sided t-test of "the candidate's mean is better by
+    more than ``min_delta``". Welch, not Student: a candidate is different
+    code, its spread need not equal the incumbent's (a new optimizer can be
+    noisier), and with 1-5 samples a side a pooled-variance test is badly
+    miscalibrated when the spreads differ. The Welch–Satterthwaite degrees of
+    freedom keep the small-sample penalty honest. With one candidate sample
+    there is no candidate spread: the incumbent's variance stands in for it
+    (same measurement, different code) and the degrees of freedom are the
+    incumbent's, m - 1. The Student-t tail is computed in pure Python
+    (``ratchet.stats``).
+
+    Each new sample is a new look at the data, and testing at the full level
+    at every look would keep far more than ``1 - confidence`` of the changes
+    that do nothing. So the early looks (n < max_samples) spend only
+    ``INTERIM_SHARE`` of the error budget between them, and the last look
+    spends the rest (a Haybittle–Peto style boundary): a large gain is kept
+    early, a marginal one needs every sample.
+
+    The steps, in order:
+
+    1. Deterministic study (no spread on either side, and one side repeated
+       its value exactly): the sample is the truth; keep iff better by more
+       than ``min_delta``. Against a single incumbent sample (a commit kept
+       on one sample) a better candidate is measured twice: its repeat shows
+       whether the new code is still deterministic.
+    2. One sample, clearly worse (by more than ``CLEAR_LOSS_SIGMAS`` incumbent
+       sigmas, or at all when the incumbent has a single sample): discard.
+    3. Significant at this look's level: keep, after at least two samples so
+       the candidate's own spread is seen (unless ``max_samples`` is 1).
+    4. From the second sample on, a mean no better than the incumbent's (plus
+       ``min_delta``) is not going to become significant: discard.
+    5. ``max_samples`` reached without significance: discard. Else ``more``.
+
+    Simplicity, only when ``complexity_weight > 0``: a candidate that removes
+    code (``lines_removed > lines_added``) and would be discarded in steps 1,
+    4 or 5 is kept "simpler at equal metric" when it is not significantly
+    worse (at ``confidence``). A keep that adds code must gain at least
+    ``complexity_weight * (lines_added - lines_removed) * unit``, where the
+    unit is the incumbent's spread (its noise: weight 0.01 asks a 100-line
+    addition for a one-sigma gain), or ``RELATIVE_SCALE * |mean|`` when the
+    incumbent has no spread (a deterministic study).
+    """
+
+    name = "noise-aware"
+
+    def __init__(
+        self,
+        confidence: float = 0.95,
+        min_delta: float = 0.0,
+        max_samples: int = 5,
+        complexity_weight: float = 0.0,
+    ) -> None:
+        if not 0.5 < confidence < 1:
+            raise ValueError(f"confidence must be between 0.5 and 1, got {confidence}")
+        if min_delta < 0 or max_samples < 1 or complexity_weight < 0:
+            raise ValueError("min_delta and complexity_weight must be >= 0, max_samples >= 1")
+        self.confidence = confidence
+        self.min_delta = min_delta
+        self.max_samples = max_samples
+        self.complexity_weight = complexity_weight
+
+    def decide(
+        self,
+        samples: Sequence[float],
+        incumbent: Sequence[float],
+        goal: str,
+        *,
+        lines_added: int = 0,
+        lines_removed: int = 0,
+    ) -> Verdict:
+        if not samples:
+            return Verdict("more", "no sample yet")
+        if not incumbent:
+            raise ValueError("the incumbent has no samples to compare with")
+        c = _compare(samples, incumbent, goal)
+        net = lines_added - lines_removed
+        if c.deterministic:
+            return self._exact(c, net)
+        return self._noisy(c, net)
+
+    # --- steps ------------------------------------------------------------------------
+
+    @property
+    def _alpha(self) -> float:
+        return 1.0 - self.confidence
+
+    def _level(self, n: int) -> float:
+        """The significance level of the look at ``n`` samples (see the class docstring)."""
+        final = NormalDist().inv_cdf(1.0 - self._alpha * FINAL_SHARE)
+        if n >= self.max_samples:
+            return 1.0 - NormalDist().cdf(final)
+        return 1.0 - NormalDist().cdf(final * math.sqrt(self.max_samples / n))
+
+    def _futile(self, c: _Comparison) -> bool:
+        """Too far below what a ``DESIGN_GAIN`` improvement would show by now to catch up."""
+        t = (c.gain - self.min_delta) / c.test.standard_error
+        expected = DESIGN_GAIN / math.sqrt(1.0 / c.n + 1.0 / c.m)
+        return t < expected - FUTILITY_Z
+
+    def _exact(self, c: _Comparison, net: int) -> Verdict:
+        """No noise on either side: the one sample decides."""
+        where = f"{c.text()}, no spread"
+        if c.gain > self.min_delta:
+            return self._keep(c, net, f"{c.text('beats')}, no spread")
+        if self._simpler(net) and c.gain >= -self.min_delta:
+            return Verdict("keep", f"simpler at equal metric: {where}, {-net} lines fewer")
+        if c.gain > 0:
+            return Verdict("discard", f"{where}: better by only {c.gain:.6g} ≤ min_delta")
+        return Verdict("discard", f"{where}: not better")
+
+    def _noisy(self, c: _Comparison, net: int) -> Verdict:
+        final = c.n >= self.max_samples
+        if CLEAR and c.n == 1 and self._clear_loss(c):
+            if c.sigma > 0:
+                why = f"clearly worse (by more than {CLEAR_LOSS_SIGMAS:g} σ)"
+            else:
+                why = "worse, and one incumbent sample has no spread to excuse it"
+            return Verdict("discard", f"{c.text()}: {why}")
+        if c.test.standard_error == 0.0:  # one sample on each side: no spread known yet
+            if final:
+                return self._exact(c, net)
+            return Verdict("more", f"{c.text()}: no spread known yet")
+        p = c.test.p_greater(self.min_delta)
+        if (c.n >= 2 or final) and p <= self._level(c.n):
+            return self._keep(c, net, f"{c.text('beats')}, {_p(p)}")
+        hopeless = c.n >= 2 and ((ZERO_RULE and c.gain <= self.min_delta) or self._futile(c))
+        if self._simpler(net) and (final or hopeless):
+            return self._equal(c, net)
+        if hopeless:
+            return Verdict("discard", f"{c.text()}: no better, {_p(p)}")
+        if final:
+            level = f"{self.confidence:.0%}"
+            return Verdict(
+                "discard", f"{c.text()}: {_p(p)} after {c.n} samples, not significant at {level}"
+            )
+        return Verdict("more", f"{c.text()}: {_p(p)}, not yet significant")
+
+    def _clear_loss(self, c: _Comparison) -> bool:
+        if c.sigma > 0:
+            return c.gain < -CLEAR_LOSS_SIGMAS * c.sigma
+        return c.gain <= 0  # a single incumbent sample: no spread to excuse a loss
+
+    def _keep(self, c: _Comparison, net: int, evidence: str) -> Verdict:
+        """A significant gain, unless it is too small for the code it adds."""
+        needed = self._price(c, net)
+        if needed > 0 and c.gain < needed:
+            return Verdict(
+                "discard",
+                f"{evidence}, but a gain of {c.gain:.3g} does not pay for {net} added lines"
+                f" (needs {needed:.3g} at complexity_weight {self.complexity_weight:g})",
+            )
+        return Verdict("keep", evidence)
+
+    def _price(self, c: _Comparison, net: int) -> float:
+        """The gain that ``net`` added lines must buy (0 when free)."""
+        if self.complexity_weight <= 0 or net <= 0:
+            return 0.0
+        unit = c.sigma if c.sigma > 0 else RELATIVE_SCALE * abs(fmean(c.incumbent))
+        return self.complexity_weight * net * unit
+
+    def _simpler(self, net: int) -> bool:
+        return self.complexity_weight > 0 and net < 0
+
+    def _equal(self, c: _Comparison, net: int) -> Verdict:
+        """Keep code removal unless the candidate is significantly worse."""
+        p_worse = c.test.p_less(-self.min_delta)
+        if p_worse <= self._alpha:
+            return Verdict("discard", f"{c.text()}: simpler, but worse ({_p(p_worse)})")
+        return Verdict("keep", f"simpler at equal metric: {c.text()}, {-net} lines fewer")
+
+
+def _compare(samples: Sequence[float], incumbent: Sequence[float], goal: str) -> _Comparison:
+    """Welch's test on values oriented so that bigger is better."""
+    sign = -1.0 if goal == "minimize" else 1.0
+    test = welch([sign * x for x in samples], [sign * x for x in incumbent])
+    return _Comparison(tuple(samples), tuple(incumbent), test, spread(samples), spread(incumbent))
+
+
+def make_judge(spec: DecisionSpec) -> Judge:
+    """The judge for a study's ``[decision]`` section."""
+    if spec.rule == "strict":
         return StrictJudge()
-    raise ConfigError(f'unknown decision rule {rule!r} — use [decision] rule = "strict"')
+    if spec.rule == "noise-aware":
+        return NoiseAwareJudge(
+            confidence=spec.confidence,
+            min_delta=spec.min_delta,
+            max_samples=spec.max_samples,
+            complexity_weight=spec.complexity_weight,
+        )
+    raise ConfigError(
+        f'unknown decision rule {spec.rule!r} — use [decision] rule = "noise-aware" or "strict"'
+    )

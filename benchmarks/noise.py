@@ -1,0 +1,183 @@
+"""What the noise-aware judge buys: no-op changes refused, real ones kept, samples spent.
+
+Pure simulation (seeded ``random``, no processes): the metric is minimized and
+every measurement is the true value plus normal noise with sigma 1. Judges
+come from the real API, ``make_judge(DecisionSpec(...))``, and are sampled as
+``ratchet.sampling`` does it: the baseline takes ``baseline_samples`` samples
+(strict: one); a candidate is sampled while the judge says ``more``, at most
+``max_samples`` times (a ``more`` at the cap is a discard).
+
+Table 1, one decision at a time: each trial is a fresh baseline and one
+candidate that is a no-op, or truly 1σ or 2σ better. "kept" is the fraction
+of trials kept (goals: no-op ≤ 5 %, 1σ ≥ 80 %); samples are per candidate,
+the baseline's not counted. ``--seeds`` × ``--proposals`` trials per cell.
+
+Table 2, whole studies of ``--proposals`` proposals, ``--seeds`` times, as
+the loop runs them: a keep makes the candidate's samples the incumbent's, and
+every ``remeasure_every`` (10) candidates the incumbent gets one more sample.
+"no-op study": every proposal changes nothing; "illusory gain" is how much
+better than the truth the final incumbent's mean looks (what the ledger
+would claim as progress, in σ). "1σ study": every proposal is truly 1σ better
+than the current incumbent; "true gain" is the real improvement reached.
+"runs/proposal" counts every run: baseline, candidates, re-measurements.
+The "fresh after keep" rows replay the loop with one change it does not make
+today: after a keep, the new incumbent is measured ``baseline_samples`` times
+afresh and its (selection-biased) keep samples are dropped.
+
+    python benchmarks/noise.py [--seeds 20] [--proposals 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from statistics import NormalDist, fmean
+
+from ratchet.judge import Judge, make_judge
+from ratchet.study import DecisionSpec
+
+GOAL = "minimize"
+SETTINGS = [  # (label, spec) rows of table 1
+    ("strict", DecisionSpec(rule="strict")),
+    ("noise-aware (defaults)", DecisionSpec()),
+    ("noise-aware", DecisionSpec(baseline_samples=10, max_samples=15)),
+    ("noise-aware", DecisionSpec(baseline_samples=15, max_samples=20)),
+]
+
+
+@dataclass
+class Tally:
+    kept: int = 0
+    candidates: int = 0
+    samples: int = 0
+    gains: list[float] = field(default_factory=list)
+
+    def add(self, kept: bool, samples: int) -> None:
+        self.kept += kept
+        self.candidates += 1
+        self.samples += samples
+
+    @property
+    def rate(self) -> str:
+        return f"{self.kept / max(1, self.candidates):.1%}"
+
+    @property
+    def per_candidate(self) -> str:
+        return f"{self.samples / max(1, self.candidates):.2f}"
+
+
+def measure(rng: random.Random, truth: float) -> float:
+    return truth + rng.gauss(0.0, 1.0)
+
+
+def baseline_size(judge: Judge, spec: DecisionSpec) -> int:
+    return 1 if judge.name == "strict" else spec.baseline_samples
+
+
+def candidate(
+    rng: random.Random, judge: Judge, spec: DecisionSpec, truth: float, incumbent: list[float]
+) -> tuple[bool, list[float]]:
+    """Sample as the loop does until the judge decides or max_samples is reached."""
+    samples: list[float] = []
+    while True:
+        samples.append(measure(rng, truth))
+        verdict = judge.decide(samples, incumbent, GOAL)
+        if verdict.decision != "more" or len(samples) >= spec.max_samples:
+            return verdict.decision == "keep", samples
+
+
+def one_decision(spec: DecisionSpec, gain: float, trials: int, seed: int) -> Tally:
+    judge, rng, tally = make_judge(spec), random.Random(seed), Tally()
+    for _ in range(trials):
+        incumbent = [measure(rng, 0.0) for _ in range(baseline_size(judge, spec))]
+        kept, samples = candidate(rng, judge, spec, -gain, incumbent)
+        tally.add(kept, len(samples))
+    return tally
+
+
+def one_study(
+    spec: DecisionSpec, gain: float, proposals: int, seed: int, fresh: bool, tally: Tally
+) -> None:
+    """A study of proposals each ``gain`` better than the incumbent's true value."""
+    judge, rng = make_judge(spec), random.Random(seed)
+    strict = judge.name == "strict"
+    truth = 0.0
+    incumbent = [measure(rng, truth) for _ in range(baseline_size(judge, spec))]
+    tally.samples += len(incumbent)
+    since = 0  # candidates run since the incumbent was last measured
+    for _ in range(proposals):
+        if not strict and spec.remeasure_every and since >= spec.remeasure_every:
+            incumbent.append(measure(rng, truth))
+            tally.samples += 1
+            since = 0
+        kept, samples = candidate(rng, judge, spec, truth - gain, incumbent)
+        tally.add(kept, len(samples))
+        since += 1
+        if kept:
+            truth, incumbent, since = truth - gain, samples, 0
+            if fresh:
+                incumbent = [measure(rng, truth) for _ in range(spec.baseline_samples)]
+                tally.samples += len(incumbent)
+    tally.gains.append((fmean(incumbent) - truth) if gain == 0 else -truth)
+
+
+def table1(seeds: int, proposals: int) -> None:
+    trials = seeds * proposals
+    print(f"Table 1: one decision at a time ({trials} trials per cell; σ = 1)\n")
+    print(
+        "| rule | baseline k | max samples | no-op kept | 1σ kept | 2σ kept "
+        "| samples/no-op | samples/1σ |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label, spec in SETTINGS:
+        noop, one, two = (one_decision(spec, g, trials, seed=i) for i, g in enumerate((0, 1, 2)))
+        k = 1 if spec.rule == "strict" else spec.baseline_samples
+        print(
+            f"| {label} | {k} | {1 if spec.rule == 'strict' else spec.max_samples} "
+            f"| {noop.rate} | {one.rate} | {two.rate} "
+            f"| {noop.per_candidate} | {one.per_candidate} |"
+        )
+    z = NormalDist().inv_cdf(0.95)
+    ceilings = ", ".join(f"k={k}: {NormalDist().cdf(math.sqrt(k) - z):.0%}" for k in (3, 10, 15))
+    print(f"\nCeiling of '1σ kept' for any 5 % test against k baseline samples: {ceilings}")
+
+
+def table2(seeds: int, proposals: int) -> None:
+    print(f"\nTable 2: whole studies ({seeds} studies of {proposals} proposals per cell)\n")
+    print(
+        "| rule | baseline k | max samples | no-op study: kept | illusory gain "
+        "| 1σ study: kept | true gain | runs/proposal |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    rows = [(label, spec, False) for label, spec in SETTINGS[:3]]
+    rows += [("noise-aware, fresh after keep", spec, True) for _, spec in SETTINGS[1:3]]
+    for label, spec, fresh in rows:
+        noop, real = Tally(), Tally()
+        for seed in range(seeds):
+            one_study(spec, 0.0, proposals, seed, fresh, noop)
+            one_study(spec, 1.0, proposals, 1000 + seed, fresh, real)
+        k = 1 if spec.rule == "strict" else spec.baseline_samples
+        per = (noop.samples + real.samples) / max(1, noop.candidates + real.candidates)
+        print(
+            f"| {label} | {k} | {1 if spec.rule == 'strict' else spec.max_samples} "
+            f"| {noop.rate} | {-fmean(noop.gains):.2f} σ | {real.rate} "
+            f"| {fmean(real.gains):.1f} σ | {per:.2f} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--proposals", type=int, default=100)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    table1(args.seeds, args.proposals)
+    table2(args.seeds, args.proposals)
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
