@@ -8,7 +8,9 @@ Why append-only, for real: an experiment, its samples and its outcome are
 rows in three tables, and triggers abort any UPDATE or DELETE on them, so a
 bug (or a proposer) cannot rewrite history. An experiment's status comes
 from its outcome row, and is ``running`` while it has none; finishing twice
-is refused by the outcome table's primary key.
+is refused by the outcome table's primary key. The outcome's status is
+checked against ``models.FINAL_STATUSES``; a ledger written before a status
+existed is upgraded when opened (``_upgrade_statuses``), keeping every row.
 
 A damaged file is reported, never repaired or replaced: the ledger is the
 one record of what was tried, so Ratchet stops with a sentence naming the
@@ -18,6 +20,7 @@ an empty SQLite database counts as new, since there is nothing in it to lose.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -37,10 +40,26 @@ __all__ = ["Ledger", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
-FIX = "move it aside and rerun, or run `ratchet doctor`"
+FIX = (
+    "move it aside and rerun with a new --tag (the old tag's refs would be overwritten),"
+    " or run `ratchet doctor`"
+)
 TABLES = ("experiments", "samples", "outcomes", "pins")
 
 _FINAL_SQL = ", ".join(f"'{s}'" for s in FINAL_STATUSES)
+# The outcomes table and the trigger that reads it are also rebuilt by
+# ``_upgrade_statuses`` when a ledger predates a status (see there).
+OUTCOMES_TABLE = f"""CREATE TABLE outcomes (
+    experiment_id INTEGER PRIMARY KEY REFERENCES experiments (id),
+    status TEXT NOT NULL CHECK (status IN ({_FINAL_SQL})),
+    metric REAL,
+    reason TEXT NOT NULL,
+    duration_s REAL NOT NULL,
+    created_at REAL NOT NULL
+)"""
+SAMPLES_TRIGGER = """CREATE TRIGGER samples_after_outcome BEFORE INSERT ON samples
+WHEN EXISTS (SELECT 1 FROM outcomes WHERE experiment_id = NEW.experiment_id)
+BEGIN SELECT RAISE(ABORT, 'experiment already finished'); END"""
 SCHEMA = f"""
 CREATE TABLE experiments (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,14 +88,7 @@ CREATE TABLE samples (
     created_at REAL NOT NULL
 );
 CREATE INDEX samples_by_experiment ON samples (experiment_id, id);
-CREATE TABLE outcomes (
-    experiment_id INTEGER PRIMARY KEY REFERENCES experiments (id),
-    status TEXT NOT NULL CHECK (status IN ({_FINAL_SQL})),
-    metric REAL,
-    reason TEXT NOT NULL,
-    duration_s REAL NOT NULL,
-    created_at REAL NOT NULL
-);
+{OUTCOMES_TABLE};
 CREATE TABLE pins (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     tag TEXT NOT NULL,
@@ -84,9 +96,7 @@ CREATE TABLE pins (
     created_at REAL NOT NULL
 );
 CREATE INDEX pins_by_tag ON pins (tag, id);
-CREATE TRIGGER samples_after_outcome BEFORE INSERT ON samples
-WHEN EXISTS (SELECT 1 FROM outcomes WHERE experiment_id = NEW.experiment_id)
-BEGIN SELECT RAISE(ABORT, 'experiment already finished'); END;
+{SAMPLES_TRIGGER};
 """ + "".join(
     f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
     f"BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;\n"
@@ -150,6 +160,7 @@ class Ledger:
             self._check_existing()
             self._configure()
             self._create_schema()
+            self._upgrade_statuses()
         except BaseException:
             self._db.close()
             raise
@@ -210,6 +221,37 @@ class Ledger:
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    def _upgrade_statuses(self) -> None:
+        """Let a ledger written before a status was added (``remeasure``…) record it.
+
+        SQLite cannot change a CHECK constraint in place, so the outcomes
+        table is copied into a new one with the current list, inside one
+        transaction: every row is kept as it was, and the append-only
+        triggers are recreated. Runs once per old file; a no-op after that.
+        """
+        if self._statuses_current():
+            return
+        with self._errors("upgrade the outcomes table"), self._transaction():
+            if self._statuses_current():  # another process upgraded it meanwhile
+                return
+            self._db.execute("DROP TRIGGER IF EXISTS samples_after_outcome")
+            self._db.execute(OUTCOMES_TABLE.replace("TABLE outcomes", "TABLE outcomes_new", 1))
+            self._db.execute("INSERT INTO outcomes_new SELECT * FROM outcomes")
+            self._db.execute("DROP TABLE outcomes")
+            self._db.execute("ALTER TABLE outcomes_new RENAME TO outcomes")
+            self._db.execute(SAMPLES_TRIGGER)
+            for verb in ("UPDATE", "DELETE"):
+                self._db.execute(
+                    f"CREATE TRIGGER outcomes_no_{verb.lower()} BEFORE {verb} ON outcomes "
+                    "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
+                )
+
+    def _statuses_current(self) -> bool:
+        row = self._db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+        ).fetchone()
+        return row is None or all(f"'{s}'" in row[0] for s in FINAL_STATUSES)
+
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Serialize access and turn any SQLite failure into a one-sentence LedgerError."""
@@ -219,6 +261,11 @@ class Ledger:
             except sqlite3.IntegrityError as exc:
                 raise LedgerError(f"cannot {action} in {self.path}: {exc}") from None
             except sqlite3.Error as exc:
+                if _disk_full(exc):  # the file is fine: moving it aside would not help
+                    raise LedgerError(
+                        f"cannot {action} in {self.path}: the disk is full — free some space"
+                        " and rerun the same tag; nothing recorded is lost"
+                    ) from None
                 raise LedgerError(
                     f"cannot {action} in {self.path}: {exc} — check the disk, or {FIX}"
                 ) from None
@@ -426,7 +473,13 @@ class Ledger:
         try:
             _write_atomically(Path(path), "\n".join(lines) + "\n")
         except OSError as exc:
-            raise LedgerError(f"cannot write {path}: {exc.strerror or exc}") from None
+            fix = " — free some disk space and rerun" if exc.errno == errno.ENOSPC else ""
+            raise LedgerError(f"cannot write {path}: {exc.strerror or exc}{fix}") from None
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: a write found no room (``sqlite_errorcode`` exists from Python 3.11)."""
+    return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)
 
 
 def _write_atomically(path: Path, text: str) -> None:

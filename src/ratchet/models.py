@@ -32,6 +32,8 @@ Status = Literal[
     "pruned",
     "rejected",
     "interrupted",
+    "remeasure",  # a re-measurement of the incumbent's commit (noise-aware drift check)
+    "unconfirmed",  # judged better, but [confirm] disagreed and revert = true: not kept
 ]
 STATUSES: tuple[str, ...] = get_args(Status)
 FINAL_STATUSES: tuple[str, ...] = STATUSES[1:]

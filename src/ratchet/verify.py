@@ -2,22 +2,54 @@
 
 Each check returns a one-sentence reason when the proposal must be rejected,
 or None. The first failing stage decides; the loop records the proposal as
-``rejected`` with that reason and never runs it.
+``rejected`` with ``"<stage>: <reason>"`` and never runs it. Stages, in order:
+
+- policy: editable paths only, nothing outside the study, in ``.git`` or
+  ``.ratchet``, nothing protected, size limits, and a real change (symlinks
+  are checked against the worktree by ``Workspace.symlinked``);
+- syntax: every edited ``.py`` file compiles;
+- lint: no *new* undefined name (F821) or redefinition of an unused name
+  (F811) in an edited ``.py`` file, by ``ruff`` when it is installed (on PATH
+  or next to the running Python). Only findings the parent's version of the
+  file did not already have count, so a study whose code trips ruff (names
+  made by ``exec``, say) is not blocked. Without ruff the stage is skipped and
+  the loop says so once per run (``linter()`` is None);
+- dedupe (``dedupe``, needs the history): the same or a near-identical change
+  was already tried (see ``memory``).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
-from .models import Proposal
+from .memory import find_duplicate
+from .models import Experiment, Proposal
 from .study import Study
 
-__all__ = ["MAX_FILE_BYTES", "Rejection", "verify", "normalize_path", "diff_stats"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "LINT_RULES",
+    "Rejection",
+    "verify",
+    "dedupe",
+    "linter",
+    "normalize_path",
+    "diff_stats",
+]
 
 MAX_FILE_BYTES = 1_000_000
+LINT_RULES = "F821,F811"  # undefined name; redefinition of an unused name
+LINT_TIMEOUT_S = 30.0
+_LINE = re.compile(r"\bline \d+")
 
 
 @dataclass(frozen=True)
@@ -37,8 +69,21 @@ def normalize_path(path: str) -> str | None:
 
 
 def verify(proposal: Proposal, study: Study, current: Mapping[str, str]) -> Rejection | None:
-    """Run the cheap stages in order: policy, change, syntax."""
-    return _policy(proposal, study) or _changes(proposal, current) or _syntax(proposal)
+    """Run the cheap stages in order: policy, change, syntax, lint."""
+    return (
+        _policy(proposal, study)
+        or _changes(proposal, current)
+        or _syntax(proposal)
+        or _lint(proposal, current)
+    )
+
+
+def dedupe(patch: str, history: Sequence[Experiment]) -> Rejection | None:
+    """Refuse a change already tried in this study (any tag): it would teach nothing new."""
+    earlier = find_duplicate(patch, history)
+    if earlier is None:
+        return None
+    return Rejection("dedupe", f"same change as experiment #{earlier.id} ({earlier.status})")
 
 
 def _policy(proposal: Proposal, study: Study) -> Rejection | None:
@@ -76,6 +121,51 @@ def _syntax(proposal: Proposal) -> Rejection | None:
         except ValueError as exc:
             return Rejection("syntax", f"{path}: {exc}")
     return None
+
+
+def linter() -> str | None:
+    """The ``ruff`` executable: on PATH, or installed next to the running Python."""
+    beside = Path(sys.executable).parent / "ruff"
+    return shutil.which("ruff") or (str(beside) if beside.is_file() else None)
+
+
+def _lint(proposal: Proposal, current: Mapping[str, str]) -> Rejection | None:
+    edited = sorted(p for p in proposal.edits if p.endswith(".py"))
+    ruff = linter() if edited else None
+    if ruff is None:
+        return None
+    for raw in edited:
+        path = normalize_path(raw) or raw
+        found = _findings(ruff, path, proposal.edits[raw])
+        if not found:
+            continue
+        old = Counter(_LINE.sub("line", m) for _, m in _findings(ruff, path, current.get(path, "")))
+        for row, message in found:
+            key = _LINE.sub("line", message)  # "redefinition of `f` from line 3" moves with edits
+            if old[key] == 0:
+                return Rejection("lint", f"{path}:{row}: {message}")
+            old[key] -= 1
+    return None
+
+
+def _findings(ruff: str, path: str, text: str) -> list[tuple[int, str]]:
+    """(line, "F821 Undefined name `x`") per finding; none when ruff cannot be run."""
+    command = [ruff, "check", "--isolated", "--no-cache", "--select", LINT_RULES]
+    command += ["--output-format", "json", "--stdin-filename", path, "-"]
+    try:
+        done = subprocess.run(
+            command, input=text, capture_output=True, text=True, timeout=LINT_TIMEOUT_S
+        )
+        found = json.loads(done.stdout or "[]")
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    if not isinstance(found, list):
+        return []
+    return [
+        (int(f.get("location", {}).get("row", 0)), f"{f.get('code')} {f.get('message')}")
+        for f in found
+        if isinstance(f, dict)
+    ]
 
 
 def diff_stats(current: Mapping[str, str], edits: Mapping[str, str]) -> dict[str, int]:

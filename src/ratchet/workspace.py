@@ -9,6 +9,7 @@ protected files are pinned — or checked against the pins the tag started with.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .errors import ConfigError
+from .errors import ConfigError, LedgerError
 from .execute.phases import Candidate
 from .gitrepo import Repo, Worktree
 from .ledger import Ledger
@@ -132,6 +133,17 @@ class Workspace:
         message = f"{proposal.description or 'experiment'}\n\nRatchet-Tag: {self.tag}\n"
         return self.worktree.commit(parent, edits, message)
 
+    def check_candidate_pins(self) -> None:
+        """The candidate tree's protected files must be the pinned ones, or it would run
+        another test (``ratchet try`` builds on the user's HEAD, which may have moved)."""
+        for name, data in self.pinned.items():
+            path = self.study_dir / name
+            if not path.is_file() or path.read_bytes() != data:
+                raise ConfigError(
+                    f"{name} at HEAD differs from the version tag {self.tag!r} is measured"
+                    " with — restore it in a new commit, or pass a new --tag to measure from HEAD"
+                )
+
     @property
     def program(self) -> str:
         """The research strategy as pinned when the run started (read once, not per run)."""
@@ -228,10 +240,17 @@ def _acquire(path: Path, tag: str) -> IO[str]:
             f"tag {tag!r} is already being run (pid {holder})"
             " — wait for it to finish, stop it, or choose another --tag"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+    except OSError as exc:  # a full disk, typically: the ledger could not be written either
+        with contextlib.suppress(OSError):  # closing retries the failed write
+            handle.close()
+        raise LedgerError(
+            f"cannot write {path}: {exc.strerror or exc} — free some disk space and rerun"
+        ) from None
     return handle
 
 

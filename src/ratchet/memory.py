@@ -1,0 +1,368 @@
+"""The study's memory: what was already tried (dedupe) and what it taught (the journal).
+
+Both read the whole study's history (``Ledger.experiments()`` without a tag),
+so memory spans tags and survives restarts: the ledger is the only store.
+
+Dedupe. Every proposal's change is stored in its ledger row as a normalized
+patch (``meta["patch"]``): the changed lines only, per file, with whitespace
+that does not change meaning folded away (trailing blanks, runs of spaces,
+spaces around punctuation, blank lines, tabs in indentation) and no line
+numbers, so the same idea proposed twice looks the same even from another
+parent or with other formatting. A new proposal is a duplicate of an earlier
+experiment when the patches are equal (compared by the SHA-256 of the full
+patch, ``meta["patch_sha"]``), or near-identical: Jaccard similarity of their
+sets of token 3-grams at least ``SIMILARITY`` (0.9) *and* the same numbers
+in the same order. So a long patch that differs from an earlier one only in
+a comment, a name or a word is a duplicate (re-running it would spend a full
+budget to learn almost nothing), while the same line with another value
+(``LR = 0.045`` after ``LR = 0.05``) is a new experiment however long the line:
+in a hyperparameter search the value is the whole idea.
+Indentation is kept, because in Python it changes meaning. A patch that is
+empty after normalization (whitespace-only edits) is never a duplicate.
+
+Journal. Each experiment becomes a hypothesis (description and rationale),
+an outcome (status, metric, change against its parent) and a one-line lesson
+such as ``LR 0.03 → 0.045 made val_bpb worse by 0.02 (discard)``.
+``render_journal`` is the compact, bounded form handed to proposers in
+``Context.journal``; ``write_journal`` writes the full Markdown notebook for
+people to ``.ratchet/journal.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+from .models import Experiment
+
+__all__ = [
+    "CONFIRMED",
+    "CONFIRM_METRIC",
+    "confirmed",
+    "PATCH_CAP",
+    "SIMILARITY",
+    "normalized_patch",
+    "patch_meta",
+    "similarity",
+    "find_duplicate",
+    "lesson",
+    "render_journal",
+    "journal_markdown",
+    "write_journal",
+]
+
+PATCH_CAP = 20_000  # characters of normalized patch stored per ledger row
+SIMILARITY = 0.9  # Jaccard similarity of token 3-grams from which a patch is a duplicate
+
+# Extras of a kept experiment checked by [confirm] (see loop.py): 1.0 / 0.0, and its value.
+CONFIRMED = "ratchet.confirmed"
+CONFIRM_METRIC = "ratchet.confirm"
+
+_PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NOT_TRIED = ("running", "interrupted", "remeasure")  # never decided, or not a proposal
+_MEASURED = ("keep", "discard", "unconfirmed")
+
+
+def confirmed(exp: Experiment) -> bool | None:
+    """Whether [confirm] confirmed this experiment; None when it was not checked."""
+    flag = exp.extras.get(CONFIRMED)
+    return None if flag is None else bool(flag)
+
+
+# --- dedupe ----------------------------------------------------------------------------
+
+
+def _normal_line(line: str) -> str:
+    """Indentation kept (tabs expanded); other whitespace folded to what changes meaning."""
+    body = line.strip()
+    indent = line[: len(line) - len(line.lstrip())].expandtabs(4)
+    body = _PUNCT_SPACE.sub(r"\1", body)
+    return indent + " ".join(body.split())
+
+
+def _normal_lines(text: str) -> list[str]:
+    return [_normal_line(line) for line in text.splitlines() if line.strip()]
+
+
+def normalized_patch(files: Mapping[str, str], edits: Mapping[str, str]) -> str:
+    """The changed lines of a proposal, per file, with formatting noise removed.
+
+    ``files`` are the editable files at the parent (path → text), ``edits``
+    the proposal's new full texts. No hunk headers or line numbers: only
+    ``--- path`` then ``-old`` / ``+new`` lines, files in sorted order.
+    """
+    parts: list[str] = []
+    for raw in sorted(edits):
+        path = PurePosixPath(raw.replace("\\", "/")).as_posix()
+        before = _normal_lines(files.get(path, files.get(raw, "")))
+        after = _normal_lines(edits[raw])
+        changed = [
+            line
+            for line in difflib.unified_diff(before, after, lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        if changed:
+            parts.append(f"--- {path}")
+            parts.extend(changed)
+    return "\n".join(parts)
+
+
+def patch_meta(patch: str) -> dict[str, str]:
+    """What the ledger stores: the patch capped at ``PATCH_CAP``, and the full patch's hash."""
+    if not patch:
+        return {}
+    return {"patch": patch[:PATCH_CAP], "patch_sha": hashlib.sha256(patch.encode()).hexdigest()}
+
+
+def _shape(text: str) -> tuple[frozenset[int], tuple[str, ...]]:
+    """A patch's token 3-grams (hashed, to keep the sets small) and its numbers, in order."""
+    return _small_shape(text) if len(text) <= 2000 else _token_shape(text)
+
+
+@lru_cache(maxsize=4096)
+def _small_shape(text: str) -> tuple[frozenset[int], tuple[str, ...]]:
+    """Cached: every proposal is compared with the same stored patches, most of them small."""
+    return _token_shape(text)
+
+
+def _token_shape(text: str) -> tuple[frozenset[int], tuple[str, ...]]:
+    tokens = _TOKEN.findall(text)
+    if len(tokens) < 3:
+        grams = frozenset({hash(tuple(tokens))})
+    else:
+        grams = frozenset(hash(tuple(tokens[i : i + 3])) for i in range(len(tokens) - 2))
+    return grams, tuple(_NUMBER.findall(text))
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' token 3-grams (1.0 = same grams)."""
+    ga, gb = _shape(a)[0], _shape(b)[0]
+    union = len(ga | gb)
+    return len(ga & gb) / union if union else 1.0
+
+
+def find_duplicate(
+    patch: str, history: Sequence[Experiment], *, threshold: float = SIMILARITY
+) -> Experiment | None:
+    """The earliest experiment whose stored patch is the same or near-identical change.
+
+    Re-measurements, interrupted and running rows are not earlier tries.
+    """
+    if not patch:
+        return None
+    sha = hashlib.sha256(patch.encode()).hexdigest()
+    grams, numbers = _shape(patch[:PATCH_CAP])
+    for exp in history:
+        theirs = exp.meta.get("patch")
+        if exp.status in _NOT_TRIED or not isinstance(theirs, str) or not theirs:
+            continue
+        if exp.meta.get("patch_sha") == sha:
+            return exp
+        other, their_numbers = _shape(theirs)
+        small, large = sorted((len(grams), len(other)))
+        if small < threshold * large or numbers != their_numbers:
+            continue  # Jaccard <= small / large; another value is another experiment
+        common = len(grams & other)
+        if common / (len(grams) + len(other) - common) >= threshold:
+            return exp
+    return None
+
+
+# --- journal ---------------------------------------------------------------------------
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return _one_line(line, 200)
+    return ""
+
+
+def _parents(history: Sequence[Experiment]) -> dict[str, float]:
+    """The measured metric of every commit an experiment can build on."""
+    return {
+        e.commit: e.metric
+        for e in history
+        if e.commit and e.metric is not None and e.status in ("baseline", "keep")
+    }
+
+
+def _number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _change(metric: float, parent: float | None, name: str, goal: str) -> str:
+    if parent is None:
+        return f"gave {name} {_number(metric)}"
+    delta = metric - parent
+    if delta == 0:
+        return f"left {name} unchanged at {_number(metric)}"
+    improved = delta < 0 if goal == "minimize" else delta > 0
+    return f"made {name} {'better' if improved else 'worse'} by {abs(delta):.3g}"
+
+
+def lesson(exp: Experiment, parent_metric: float | None, *, metric_name: str, goal: str) -> str:
+    """One line: what was tried and what happened, e.g. ``x made loss worse by 0.02 (discard)``."""
+    what = _one_line(exp.description or "(no description)", 120)
+    why = _first_line(exp.reason)
+    status = exp.status
+    if status == "baseline":
+        return f"baseline: {metric_name} {_number(exp.metric or 0.0)}"
+    if status == "remeasure":
+        measured = "no metric" if exp.metric is None else f"{metric_name} {_number(exp.metric)}"
+        return f"{what}: {measured}" + (f" ({why})" if why else "")
+    if status in _MEASURED and exp.metric is not None:
+        text = f"{what} {_change(exp.metric, parent_metric, metric_name, goal)} ({status})"
+        if status == "unconfirmed" or confirmed(exp) is False:
+            text += " but did not confirm"
+        return text
+    verb = {
+        "crash": "crashed",
+        "timeout": "timed out",
+        "pruned": "was stopped early",
+        "rejected": "was rejected",
+        "interrupted": "was interrupted",
+    }.get(status, status)
+    return f"{what} {verb}" + (f": {why}" if why else "")
+
+
+def render_journal(
+    history: Sequence[Experiment],
+    *,
+    metric_name: str = "metric",
+    goal: str = "minimize",
+    limit_chars: int = 4000,
+    recent: int = 10,
+) -> str:
+    """The lessons for a prompt, most relevant first, at most ``limit_chars`` long.
+
+    Order: what was kept (and the baseline), newest first; then the ``recent``
+    latest other experiments, newest first; then older failures. Proposer
+    failures and re-measurements are left out (the prompt shows the last
+    failure on its own); lines that do not fit are counted, not cut. Lessons
+    are only worded for the lines that fit, so a long history stays cheap.
+    """
+    parents = _parents(history)
+    rows = [
+        e
+        for e in reversed(history)
+        if e.status not in ("running", "remeasure") and not e.reason.startswith("proposal:")
+    ]
+    kept = [e for e in rows if e.status in ("baseline", "keep")]
+    others = [e for e in rows if e.status not in ("baseline", "keep")]
+    sections = [
+        ("Kept, newest first:", kept),
+        ("Recent, newest first:", others[:recent]),
+        ("Older failures:", others[recent:]),
+    ]
+    budget = limit_chars - 60  # room for the "more" line
+    out: list[str] = []
+    left = 0
+    for title, items in sections:
+        header = False
+        for exp in items:
+            if budget < 40:
+                left += 1
+                continue
+            text = lesson(exp, parents.get(exp.parent or ""), metric_name=metric_name, goal=goal)
+            line = f"- #{exp.id} {text}"
+            cost = len(line) + 1 + (0 if header else len(title) + 1)
+            if cost > budget:
+                left += 1
+                continue
+            if not header:
+                out.append(title)
+                header = True
+            out.append(line)
+            budget -= cost
+    if left:
+        out.append(f"({left} more in .ratchet/journal.md)")
+    return "\n".join(out)
+
+
+def journal_markdown(
+    history: Sequence[Experiment], *, metric_name: str, goal: str, title: str = ""
+) -> str:
+    """The full journal for people: every finished experiment, oldest first."""
+    parents = _parents(history)
+    head = f"# Journal{f' — {title}' if title else ''}\n\n"
+    head += f"Metric: {metric_name} ({goal}). One entry per experiment, oldest first.\n"
+    entries = [
+        _entry(e, parents.get(e.parent or ""), metric_name, goal)
+        for e in history
+        if e.status != "running"
+    ]
+    return head + "".join(entries)
+
+
+# A finished experiment never changes, so its entry is worded once per process and
+# reused: writing the journal after every experiment stays cheap in a long run.
+_ENTRIES: dict[tuple[object, ...], str] = {}
+_ENTRIES_MAX = 50_000
+
+
+def _entry(exp: Experiment, parent: float | None, metric_name: str, goal: str) -> str:
+    key = (exp.id, exp.created_at, exp.status, parent, metric_name, goal)
+    text = _ENTRIES.get(key)
+    if text is None:
+        hypothesis = _one_line(exp.description, 400)
+        if exp.rationale:
+            hypothesis += f" — {_one_line(exp.rationale, 1000)}"
+        lines = [
+            "",
+            f"## #{exp.id} {exp.status} — {_one_line(exp.description, 100)}",
+            "",
+            f"- hypothesis: {hypothesis}",
+            f"- outcome: {_outcome(exp, parent, metric_name)}",
+            f"- lesson: {lesson(exp, parent, metric_name=metric_name, goal=goal)}",
+            f"- tag {exp.tag}, {exp.duration_s:.1f} s, commit {(exp.commit or '—')[:7]}",
+        ]
+        text = "\n".join(lines) + "\n"
+        if len(_ENTRIES) >= _ENTRIES_MAX:
+            _ENTRIES.clear()
+        _ENTRIES[key] = text
+    return text
+
+
+def _outcome(exp: Experiment, parent: float | None, metric_name: str) -> str:
+    parts = [exp.status]
+    if exp.metric is not None:
+        measured = f"{metric_name} {_number(exp.metric)}"
+        if len(exp.samples) > 1:
+            measured += f" (mean of {len(exp.samples)} samples)"
+        parts.append(measured)
+        if parent is not None and exp.status != "baseline":
+            parts.append(f"parent {_number(parent)}, {exp.metric - parent:+.3g}")
+    why = _first_line(exp.reason)
+    if why:
+        parts.append(why)
+    return ", ".join(parts)
+
+
+def write_journal(
+    path: Path, history: Sequence[Experiment], *, metric_name: str, goal: str, title: str = ""
+) -> None:
+    """Write ``journal.md`` atomically (temp file + rename): readers never see half of it."""
+    text = journal_markdown(history, metric_name=metric_name, goal=goal, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
