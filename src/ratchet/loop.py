@@ -17,10 +17,11 @@ in ``memory``. Rejected proposals (verify, dedupe) cost no budget.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
-from .errors import ProposalError, ProposalsExhausted
+from .errors import ProposalError, ProposalsExhausted, RatchetError
 from .execute.phases import Executor
 from .experiment import BaselineFailed, baseline, remeasure_incumbent, run_proposal, unproposed
 from .judge import Judge
@@ -67,9 +68,17 @@ def run_study(
     observer = observer or Observer()
     workspace = Workspace.open(study, options.tag, observer)
     try:
-        return _loop(workspace, proposer, judge, options, observer)
-    finally:
+        summary = _loop(workspace, proposer, judge, options, observer)
+    except BaseException:
+        # The first error is the one to report (a full disk while writing the ledger,
+        # say); a second failure of the export must not replace it.
+        with contextlib.suppress(RatchetError, OSError):
+            workspace.export()
+        raise
+    else:
         workspace.export()
+        return summary
+    finally:
         workspace.close()
 
 
