@@ -8,6 +8,11 @@ rewrote them at run time changes nothing. An evaluate phase that exits with
 ``REJECT_EXIT`` (3) refused the candidate's output (for example a model that
 looks at future tokens): the candidate is ``rejected`` with the evaluation's
 last line as the reason. Any other non-zero exit is a ``crash``.
+
+Every phase runs in the study's sandbox (``[run] sandbox``, see
+``sandbox.py``); ``[run] hide`` applies to the smoke and run phases only, so
+a held-out split stays readable by the fixed evaluation. A phase killed for
+breaking a limit is a ``crash`` whose reason names the limit.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ..observer import Observer
 from ..study import Study
 from .environment import experiment_env
 from .runner import RunResult, RunSpec, run_command
+from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint
 
 __all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
 
@@ -64,9 +70,15 @@ class Measurement:
     phases: list[PhaseOutcome] = field(default_factory=list)
 
 
-def _verdict(result: RunResult, name: str, budget: float) -> tuple[Outcome | None, str]:
+def _verdict(
+    result: RunResult, name: str, budget: float, limits: Limits | None = None
+) -> tuple[Outcome | None, str]:
     if result.stop_reason == "interrupted":
         return "interrupted", f"stopped by Ctrl-C during {name}"
+    if result.violation:
+        return "crash", (
+            f"{name} phase {result.violation} ([run] max_processes) and was killed — a fork bomb?"
+        )
     if result.stop_reason:
         return "pruned", result.stop_reason
     if result.timed_out:
@@ -76,7 +88,10 @@ def _verdict(result: RunResult, name: str, budget: float) -> tuple[Outcome | Non
         return None, ""
     how = f"killed by signal {-code}" if code is not None and code < 0 else f"code {code}"
     status: Outcome = "rejected" if name == "evaluate" and code == REJECT_EXIT else "crash"
-    return status, f"{name} phase exited with {how}: {last_line(result.tail)}"
+    hint = limit_hint(limits, code, result.tail) if limits is not None else ""
+    return status, f"{name} phase exited with {how}: {last_line(result.tail)}" + (
+        f" ({hint})" if hint else ""
+    )
 
 
 def _with_own_python(environ: dict[str, str]) -> dict[str, str]:
@@ -106,11 +121,13 @@ class Executor:
         budget: float | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        check_available(study.run.sandbox)  # a level this machine lacks fails now, not later
         self.study = study
         self.pinned = dict(pinned)
         self.observer = observer or Observer()
         self.budget = budget or study.run.budget
         self.environ = _with_own_python(dict(os.environ if environ is None else environ))
+        self._limits = Limits.from_phase(study.run) if study.run.sandbox != "none" else Limits()
 
     def measure(
         self, candidate: Candidate, watch: Callable[[ProgressPoint], str | None] | None = None
@@ -140,6 +157,24 @@ class Executor:
         outcome = self._phase("smoke", self.study.run.smoke, budget, candidate)
         failed = self._failure(outcome, "smoke")
         return failed or Measurement("ok", duration_s=outcome.result.duration_s)
+
+    def confirm(self, candidate: Candidate) -> Measurement:
+        """The study's ``[confirm]`` command on a measured candidate: its metric, or why not.
+
+        Fixed code like the evaluate phase, so the pinned files are restored first;
+        whatever the run phase left in the tree is still there for it to check.
+        """
+        spec = self.study.confirm
+        assert spec is not None, "the study has no [confirm] section"
+        self._restore_pins(candidate.study_dir)
+        outcome = self._phase("confirm", spec.command, spec.budget, candidate)
+        result = outcome.result
+        status, reason = _verdict(result, "confirm", spec.budget)
+        if status is None:
+            return self._scored(outcome, [outcome])
+        return Measurement(
+            status, reason=reason, tail=result.tail[-2000:], duration_s=result.duration_s
+        )
 
     def _phase(
         self,
@@ -172,8 +207,20 @@ class Executor:
             grace=self.study.run.grace if name != "evaluate" else self._evaluate_grace(),
             log_path=candidate.log_dir / f"{name}.log",
             log_cap_bytes=int(self.study.run.log_cap_mb * 1_000_000),
+            sandbox=self._sandbox(name, candidate),
         )
         return PhaseOutcome(name, run_command(spec, on_line), parser.result())
+
+    def _sandbox(self, name: str, candidate: Candidate) -> Sandbox:
+        """The phase's isolation: ``[run] hide`` for the candidate's own phases only."""
+        return for_phase(
+            self.study.run,
+            study_root=self.study.root,
+            study_dir=candidate.study_dir,
+            protected=self.pinned,
+            hide=name in ("run", "smoke"),
+            environ=self.environ,
+        )
 
     def _evaluate_grace(self) -> float:
         return self.study.evaluate.grace if self.study.evaluate else 5.0
@@ -181,7 +228,7 @@ class Executor:
     def _failure(self, phase: PhaseOutcome, name: str) -> Measurement | None:
         """The status and reason when a phase did not finish cleanly, else None."""
         result = phase.result
-        status, reason = _verdict(result, name, self._budget_of(name))
+        status, reason = _verdict(result, name, self._budget_of(name), self._limits)
         if status is None:
             return None
         return Measurement(

@@ -12,11 +12,15 @@ shepherd
 - makes itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so every
   descendant that is orphaned, double-forked daemons included, is reparented
   to it instead of to init and stays findable;
-- spawns ``/bin/sh -c COMMAND`` in a new session with ``posix_spawn``;
+- spawns ``/bin/sh -c COMMAND`` in a new session with ``posix_spawn``, behind
+  a bubblewrap prefix at level ``bwrap`` and, when there are resource
+  limits, behind a gate that holds it until they are set (see ``sandbox``);
 - waits without polling for whichever comes first: the command's exit
   (SIGCHLD through ``signal.set_wakeup_fd``), the deadline (the poll timeout),
   a byte on the control pipe (Ratchet asks it to stop) or EOF on that pipe
-  (Ratchet died: stop everything);
+  (Ratchet died: stop everything); with a process limit it also wakes every
+  ``_TICK_S`` to count the tree (at real-time priority where allowed, so a
+  fork bomb cannot starve it), and kills it when there are too many;
 - then kills every descendant it still has: SIGTERM to the tree found in
   ``/proc`` and to the command's process group, ``grace`` seconds of reaping,
   then SIGKILL until ``waitpid`` says it has no children left;
@@ -45,11 +49,13 @@ group; descendants that left that group (``setsid`` daemons) may then escape.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import gc
 import json
 import math
 import os
+import resource
 import select
 import signal
 import sys
@@ -60,6 +66,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ExperimentCrashed
+from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits
 
 __all__ = ["RunSpec", "RunResult", "run_command"]
 
@@ -70,6 +77,12 @@ _MAX_LINE = 1024 * 1024
 _PR_SET_CHILD_SUBREAPER = 36
 _KILL_RETRY_S = 0.2
 _MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
+# The gate: a shell that waits for the shepherd to set the limits, then becomes the command.
+_GATE_FD = 3
+_GATE = 'read _ <&3 || exit 126; exec "$@" 3<&-'
+_TICK_S = 0.1  # how often the tree's processes are counted when their number is limited
+_COUNT_SHARE = 0.05  # ...but counting may take at most this share of the shepherd's time
+_MAX_TICK_S = 0.5  # ...yet happens at least this often
 # Sent to the whole foreground group by a terminal; Ratchet alone reacts to them.
 _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTSTP)
 _GUARDED = {*_TERMINAL_SIGNALS, signal.SIGTERM, signal.SIGCHLD}
@@ -88,6 +101,7 @@ class RunSpec:
     grace: float  # seconds between SIGTERM and SIGKILL
     log_path: Path  # stdout+stderr interleaved are written here (parent dirs created)
     log_cap_bytes: int = 10_000_000
+    sandbox: Sandbox | None = None  # isolation level and limits; None: none (level "none")
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,7 @@ class RunResult:
     log_bytes: int  # total bytes of output produced (including what went past the cap)
     truncated: bool  # output hit log_cap_bytes; the log ends with a marker line
     tail: str  # the last <= 4000 characters of output, for failure reasons
+    violation: str | None = None  # a limit the runner enforced by killing the tree
 
 
 def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = None) -> RunResult:
@@ -173,6 +188,7 @@ def _result(spec: RunSpec, status: dict, capture: _Capture, interrupted: bool) -
         log_bytes=capture.total,
         truncated=capture.total > capture.cap,
         tail=capture.tail(),
+        violation=status.get("violation"),
     )
 
 
@@ -360,7 +376,9 @@ def _shepherd(
     wake_r = _catch_signals()
     tracks_tree = _become_subreaper(prctl)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask - {signal.SIGCHLD, signal.SIGTERM})
-    shepherd = _Shepherd(wake_r, ctl_r, tracks_tree)
+    sandbox = spec.sandbox or Sandbox("none", Limits())
+    wrapped = sandbox.level == "bwrap"
+    shepherd = _Shepherd(wake_r, ctl_r, tracks_tree, sandbox.limits.processes, wrapped)
     try:
         report = shepherd.run(spec, out_w)
     except BaseException:
@@ -406,33 +424,91 @@ def _ignore(signum: int, frame: object) -> None:
 def _spawn(spec: RunSpec, out_w: int) -> int:
     """Start the command: own session, stdin /dev/null, stdout+stderr to the output pipe.
 
-    The one place that decides how the command is started (resource limits and
-    a sandbox prefix belong here).
+    The one place that decides how the command is started: the sandbox's
+    prefix goes before ``/bin/sh -c``, and its limits are set on the child.
     """
     os.chdir(spec.cwd)
-    argv = ["/bin/sh", "-c", spec.command]
+    sandbox = spec.sandbox or Sandbox("none")
+    argv = [*bwrap_prefix(sandbox, Path(os.getcwd())), "/bin/sh", "-c", spec.command]
+    limits = child_rlimits(sandbox.limits) if sandbox.level != "none" else []
+    if not limits:
+        return _posix_spawn(argv, spec.env, out_w)
+    return _gated_spawn(argv, spec.env, out_w, limits)
+
+
+def _posix_spawn(
+    argv: list[str], env: Mapping[str, str], out_w: int, gate: int | None = None
+) -> int:
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, out_w, 1),
+        (os.POSIX_SPAWN_DUP2, out_w, 2),
+    ]
+    if gate is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, gate, _GATE_FD))
     return os.posix_spawn(
         argv[0],
         argv,
-        dict(spec.env),
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, out_w, 1),
-            (os.POSIX_SPAWN_DUP2, out_w, 2),
-        ],
+        dict(env),
+        file_actions=actions,
         setsid=True,
         setsigmask=(),
         setsigdef=_DEFAULT_IN_CHILD,
     )
 
 
+def _gated_spawn(
+    argv: list[str], env: Mapping[str, str], out_w: int, limits: list[tuple[int, int]]
+) -> int:
+    """Spawn a shell that waits on a pipe, set its limits with ``prlimit``, then let it exec.
+
+    ``posix_spawn`` cannot set limits, and a fork of the shepherd costs as
+    much as copying Ratchet's page tables (~15 ms on a VM); this costs one
+    extra exec of ``/bin/sh`` (~1 ms). Everything the command starts
+    inherits the limits. If the shepherd dies first, the gate sees EOF and
+    the command never runs.
+    """
+    read_end, gate_w = os.pipe()
+    gate_r = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 10)  # never fd 3 itself
+    os.close(read_end)
+    try:
+        pid = _posix_spawn(["/bin/sh", "-c", _GATE, "sh", *argv], env, out_w, gate_r)
+    except BaseException:
+        os.close(gate_w)
+        raise
+    finally:
+        os.close(gate_r)
+    try:
+        for which, value in limits:
+            resource.prlimit(pid, which, (value, value))
+        os.write(gate_w, b"go\n")
+    except OSError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(gate_w)
+    return pid
+
+
 class _Shepherd:
     """The supervising loop: reaps children, enforces the deadline, kills the tree."""
 
-    def __init__(self, wake_r: int, ctl_r: int, tracks_tree: bool) -> None:
+    def __init__(
+        self,
+        wake_r: int,
+        ctl_r: int,
+        tracks_tree: bool,
+        max_processes: int | None = None,
+        wrapped: bool = False,
+    ) -> None:
         self.wake_r = wake_r
         self.ctl_r = ctl_r
         self.tracks_tree = tracks_tree  # subreaper with /proc: our children are all of it
+        self.wrapped = wrapped  # the main process is bwrap, the command runs below it
+        self.max_processes = max_processes
+        self.next_count = 0.0
+        self.violation: str | None = None
         self.pid: int | None = None
         self.returncode: int | None = None
         self.started = 0.0
@@ -447,28 +523,56 @@ class _Shepherd:
             return {"error": getattr(error, "strerror", None) or str(error)}
         finally:
             os.close(out_w)
+        if self.max_processes is not None:
+            _outrank_the_tree()
         ending = self._supervise(self.started + spec.budget)
+        if ending == "exited" and self._too_many_processes(due=True):
+            ending = "limit"  # the command left more behind than it may have running
+        if ending == "limit":
+            self._signal_tree(signal.SIGKILL)  # a fork bomb gets no grace: its group dies at once
         self.kill_tree(spec.grace)
         ended = self.ended if self.ended is not None else time.monotonic()
         return {
             "returncode": self.returncode,
             "timed_out": ending == "timeout",
             "duration": ended - self.started,
+            "violation": self.violation,
         }
 
     def _supervise(self, deadline: float) -> str:
-        """Block until the command exits ("exited"), the deadline, or a stop request."""
+        """Block until the command exits ("exited"), the deadline, a stop request, or a limit."""
         poller = select.poll()
         poller.register(self.wake_r, select.POLLIN)
         poller.register(self.ctl_r, select.POLLIN)
+        longest = _MAX_WAIT_S if self.max_processes is None else _TICK_S
         while not self._reap_and_check_main():
+            if self._too_many_processes():
+                return "limit"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
-            for fd, _ in poller.poll(math.ceil(min(remaining, _MAX_WAIT_S) * 1000)):
+            for fd, _ in poller.poll(math.ceil(min(remaining, longest) * 1000)):
                 if fd == self.ctl_r or signal.SIGTERM in self._drain_wakeups():
                     return "stop"  # a byte: Ratchet asks; EOF: Ratchet is gone
         return "exited"
+
+    def _too_many_processes(self, due: bool = False) -> bool:
+        """Count the tree (at most every tick); True, with ``violation`` set, when over the limit.
+
+        Setting ``RLIMIT_NPROC`` cannot do this: the kernel counts all of a
+        user's tasks, and not at all for root. The machine's process count is
+        a cheap upper bound, so the tree is walked only when that is over.
+        """
+        limit, now = self.max_processes, time.monotonic()
+        if limit is None or (now < self.next_count and not due):
+            return False
+        count = len(_descendants(os.getpid())) if _machine_processes() > limit else 0
+        spent = time.monotonic() - now
+        self.next_count = now + spent + min(_MAX_TICK_S, max(_TICK_S, spent / _COUNT_SHARE))
+        if count <= limit:
+            return False
+        self.violation = f"exceeded the {limit}-process limit"
+        return True
 
     def _reap_and_check_main(self) -> bool:
         """Reap what has exited; True once the main command is among it."""
@@ -525,17 +629,47 @@ class _Shepherd:
         return True
 
     def _signal_tree(self, signum: int) -> None:
-        """``signum`` to the command's group and to every descendant found in /proc."""
-        if self.pid is not None:
+        """``signum`` to the command's group and to every descendant found in /proc.
+
+        A wrapper (bwrap) is spared the SIGTERM: it would die of it and take
+        the sandbox down at once, leaving the command no grace. It exits by
+        itself when the command does, or dies of the SIGKILL that follows.
+        """
+        spare = self.pid if self.wrapped and signum == signal.SIGTERM and self.tracks_tree else None
+        if self.pid is not None and spare is None:
             try:
                 os.killpg(self.pid, signum)
             except OSError:
                 pass
         for pid in _descendants(os.getpid()):
             try:
-                os.kill(pid, signum)
+                if pid != spare:
+                    os.kill(pid, signum)
             except OSError:
                 pass
+
+
+def _outrank_the_tree() -> None:
+    """Take a real-time priority when allowed (root): a fork bomb must not starve its killer.
+
+    Under CFS every one of thousands of runnable bomb processes gets the same
+    share as the shepherd, which then needs seconds to count and kill them.
+    The command was started before this, so it keeps the normal policy; the
+    shepherd sleeps in ``poll`` almost all the time. Without the privilege,
+    ``RLIMIT_NPROC`` bounds the bomb instead.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
+    except (OSError, AttributeError):
+        pass
+
+
+def _machine_processes() -> int:
+    """How many processes the machine has (an upper bound for the tree); 0 without /proc."""
+    try:
+        return sum(name.isdigit() for name in os.listdir("/proc"))
+    except OSError:
+        return 0
 
 
 def _group_exists(pgid: int) -> bool:
