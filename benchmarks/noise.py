@@ -5,12 +5,15 @@ every measurement is the true value plus normal noise with sigma 1. Judges
 come from the real API, ``make_judge(DecisionSpec(...))``, and are sampled as
 ``ratchet.sampling`` does it: the baseline takes ``baseline_samples`` samples
 (strict: one); a candidate is sampled while the judge says ``more``, at most
-``max_samples`` times (a ``more`` at the cap is a discard).
+``max_samples`` times (a ``more`` at the cap is a discard), and before each
+further candidate sample the incumbent is topped up to as many samples as the
+candidate will have (``needs_top_up``; rows marked "no top-up" skip that).
 
 Table 1, one decision at a time: each trial is a fresh baseline and one
 candidate that is a no-op, or truly 1σ or 2σ better. "kept" is the fraction
-of trials kept (goals: no-op ≤ 5 %, 1σ ≥ 80 %); samples are per candidate,
-the baseline's not counted. ``--seeds`` × ``--proposals`` trials per cell.
+of trials kept (goals: no-op ≤ 5 %, 1σ ≥ 80 %); runs are per candidate:
+its samples plus the incumbent top-ups it caused, the baseline's not counted.
+``--seeds`` × ``--proposals`` trials per cell.
 
 Table 2, whole studies of ``--proposals`` proposals, ``--seeds`` times, as
 the loop runs them: a keep makes the candidate's samples the incumbent's, and
@@ -19,7 +22,8 @@ every ``remeasure_every`` (10) candidates the incumbent gets one more sample.
 better than the truth the final incumbent's mean looks (what the ledger
 would claim as progress, in σ). "1σ study": every proposal is truly 1σ better
 than the current incumbent; "true gain" is the real improvement reached.
-"runs/proposal" counts every run: baseline, candidates, re-measurements.
+"runs/proposal" counts every run: baseline, candidates, re-measurements
+and top-ups.
 The "fresh after keep" rows replay the loop with one change it does not make
 today: after a keep, the new incumbent is measured ``baseline_samples`` times
 afresh and its (selection-biased) keep samples are dropped.
@@ -37,14 +41,15 @@ from dataclasses import dataclass, field
 from statistics import NormalDist, fmean
 
 from ratchet.judge import Judge, make_judge
+from ratchet.sampling import needs_top_up
 from ratchet.study import DecisionSpec
 
 GOAL = "minimize"
-SETTINGS = [  # (label, spec) rows of table 1
-    ("strict", DecisionSpec(rule="strict")),
-    ("noise-aware (defaults)", DecisionSpec()),
-    ("noise-aware", DecisionSpec(baseline_samples=10, max_samples=15)),
-    ("noise-aware", DecisionSpec(baseline_samples=15, max_samples=20)),
+SETTINGS = [  # (label, spec, top-up) rows of table 1
+    ("strict", DecisionSpec(rule="strict"), False),
+    ("noise-aware (defaults)", DecisionSpec(), True),
+    ("noise-aware, no top-up", DecisionSpec(), False),
+    ("noise-aware", DecisionSpec(baseline_samples=10), True),
 ]
 
 
@@ -78,28 +83,47 @@ def baseline_size(judge: Judge, spec: DecisionSpec) -> int:
 
 
 def candidate(
-    rng: random.Random, judge: Judge, spec: DecisionSpec, truth: float, incumbent: list[float]
-) -> tuple[bool, list[float]]:
-    """Sample as the loop does until the judge decides or max_samples is reached."""
+    rng: random.Random,
+    judge: Judge,
+    spec: DecisionSpec,
+    truth: tuple[float, float],
+    incumbent: list[float],
+    top_up: bool,
+) -> tuple[bool, list[float], int]:
+    """Sample as the loop does until the judge decides or max_samples is reached.
+
+    ``truth`` is (candidate, incumbent); top-ups are appended to ``incumbent``
+    and counted in the third value returned.
+    """
     samples: list[float] = []
+    extra = 0
     while True:
-        samples.append(measure(rng, truth))
+        samples.append(measure(rng, truth[0]))
         verdict = judge.decide(samples, incumbent, GOAL)
         if verdict.decision != "more" or len(samples) >= spec.max_samples:
-            return verdict.decision == "keep", samples
+            return verdict.decision == "keep", samples, extra
+        if top_up and needs_top_up(samples, incumbent):
+            incumbent.append(measure(rng, truth[1]))
+            extra += 1
 
 
-def one_decision(spec: DecisionSpec, gain: float, trials: int, seed: int) -> Tally:
+def one_decision(spec: DecisionSpec, gain: float, trials: int, seed: int, top_up: bool) -> Tally:
     judge, rng, tally = make_judge(spec), random.Random(seed), Tally()
     for _ in range(trials):
         incumbent = [measure(rng, 0.0) for _ in range(baseline_size(judge, spec))]
-        kept, samples = candidate(rng, judge, spec, -gain, incumbent)
-        tally.add(kept, len(samples))
+        kept, samples, extra = candidate(rng, judge, spec, (-gain, 0.0), incumbent, top_up)
+        tally.add(kept, len(samples) + extra)
     return tally
 
 
 def one_study(
-    spec: DecisionSpec, gain: float, proposals: int, seed: int, fresh: bool, tally: Tally
+    spec: DecisionSpec,
+    gain: float,
+    proposals: int,
+    seed: int,
+    fresh: bool,
+    tally: Tally,
+    top_up: bool = True,
 ) -> None:
     """A study of proposals each ``gain`` better than the incumbent's true value."""
     judge, rng = make_judge(spec), random.Random(seed)
@@ -113,9 +137,10 @@ def one_study(
             incumbent.append(measure(rng, truth))
             tally.samples += 1
             since = 0
-        kept, samples = candidate(rng, judge, spec, truth - gain, incumbent)
-        tally.add(kept, len(samples))
-        since += 1
+        pair = (truth - gain, truth)
+        kept, samples, extra = candidate(rng, judge, spec, pair, incumbent, top_up and not strict)
+        tally.add(kept, len(samples) + extra)
+        since = 0 if extra else since + 1  # a top-up row restarts the re-measurement count
         if kept:
             truth, incumbent, since = truth - gain, samples, 0
             if fresh:
@@ -129,11 +154,11 @@ def table1(seeds: int, proposals: int) -> None:
     print(f"Table 1: one decision at a time ({trials} trials per cell; σ = 1)\n")
     print(
         "| rule | baseline k | max samples | no-op kept | 1σ kept | 2σ kept "
-        "| samples/no-op | samples/1σ |"
+        "| runs/no-op | runs/1σ |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for label, spec in SETTINGS:
-        noop, one, two = (one_decision(spec, g, trials, seed=i) for i, g in enumerate((0, 1, 2)))
+    for label, spec, top_up in SETTINGS:
+        noop, one, two = (one_decision(spec, g, trials, i, top_up) for i, g in enumerate((0, 1, 2)))
         k = 1 if spec.rule == "strict" else spec.baseline_samples
         print(
             f"| {label} | {k} | {1 if spec.rule == 'strict' else spec.max_samples} "
@@ -142,7 +167,7 @@ def table1(seeds: int, proposals: int) -> None:
         )
     z = NormalDist().inv_cdf(0.95)
     ceilings = ", ".join(f"k={k}: {NormalDist().cdf(math.sqrt(k) - z):.0%}" for k in (3, 10, 15))
-    print(f"\nCeiling of '1σ kept' for any 5 % test against k baseline samples: {ceilings}")
+    print(f"\nCeiling of '1σ kept' for any 5 % test with k incumbent samples: {ceilings}")
 
 
 def table2(seeds: int, proposals: int) -> None:
@@ -152,13 +177,13 @@ def table2(seeds: int, proposals: int) -> None:
         "| 1σ study: kept | true gain | runs/proposal |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    rows = [(label, spec, False) for label, spec in SETTINGS[:3]]
-    rows += [("noise-aware, fresh after keep", spec, True) for _, spec in SETTINGS[1:3]]
-    for label, spec, fresh in rows:
+    rows = [(label, spec, False, top_up) for label, spec, top_up in SETTINGS[:3]]
+    rows += [("noise-aware, fresh after keep", SETTINGS[1][1], True, True)]
+    for label, spec, fresh, top_up in rows:
         noop, real = Tally(), Tally()
         for seed in range(seeds):
-            one_study(spec, 0.0, proposals, seed, fresh, noop)
-            one_study(spec, 1.0, proposals, 1000 + seed, fresh, real)
+            one_study(spec, 0.0, proposals, seed, fresh, noop, top_up)
+            one_study(spec, 1.0, proposals, 1000 + seed, fresh, real, top_up)
         k = 1 if spec.rule == "strict" else spec.baseline_samples
         per = (noop.samples + real.samples) / max(1, noop.candidates + real.candidates)
         print(

@@ -10,6 +10,7 @@ Hierarchy::
     ├── ConfigError          ratchet.toml or a command-line option is wrong
     ├── GitError             git is missing, or the directory is not a repository
     ├── LedgerError          .ratchet/ledger.sqlite is damaged or unwritable
+    ├── StorageError         Ratchet cannot write its own files (a full disk, permissions)
     ├── ProposalError        a proposer cannot start or cannot produce a proposal
     │   ├── ProposalUnusable     an answer arrived but cannot be applied (recorded, not a fault)
     │   └── ProposalsExhausted   a finite proposer has nothing left, or a cost cap was reached
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "GitError",
     "LedgerError",
+    "StorageError",
     "ProposalError",
     "ProposalUnusable",
     "ProposalsExhausted",
@@ -54,6 +56,11 @@ class GitError(RatchetError):
 
 class LedgerError(RatchetError):
     """The ledger cannot be opened, is damaged, or cannot be written."""
+
+
+class StorageError(RatchetError):
+    """Ratchet cannot write one of its own files (a log, a lock): the run stops, and the
+    experiment left running is marked interrupted when the same tag is rerun."""
 
 
 class ProposalError(RatchetError):

@@ -120,7 +120,14 @@ def run_proposal(
         status = "crash" if smoke.status in ("rejected", "pruned") else smoke.status
         outcome = Outcome(status, None, f"smoke: {smoke.reason}", smoke.duration_s)
         return finish(ws, observer, exp_id, outcome, commit)
-    outcome = measure_candidate(ws, executor, judge, exp_id, parent, diff)
+
+    def top_up() -> float | None:
+        """One more sample of the incumbent, so both sides are measured about as well."""
+        again = remeasure_incumbent(ws, executor, observer)
+        ws.checkout(commit or base)
+        return again.metric
+
+    outcome = measure_candidate(ws, executor, judge, exp_id, parent, diff, top_up=top_up)
     return finish(ws, observer, exp_id, outcome, commit)
 
 

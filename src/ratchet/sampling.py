@@ -22,6 +22,10 @@ seconds spent.
   new seed, as a ``remeasure`` row, to catch drift (a warmer GPU, a busier
   machine). Skipped for a deterministic study (the baseline's samples had
   zero spread): its re-measurement could only repeat the same number.
+- Top-up: while the judge asks for more samples of a candidate, the
+  incumbent is measured alongside it (``needs_top_up``; a ``remeasure`` row
+  each, taken by the ``top_up`` callback the loop passes), so that the two
+  sides have about as many samples each. Never for a deterministic study.
 - Early stopping: with ``[prune] enabled``, a candidate's runs are watched by a
   ``Pruner`` against the incumbent's progress curve, which is read back from
   the incumbent's own ``run.log`` (the log of its first sample; parsed once
@@ -61,6 +65,7 @@ __all__ = [
     "incumbent_samples",
     "deterministic",
     "remeasure_due",
+    "needs_top_up",
     "watcher",
     "incumbent_curve",
     "sample",
@@ -122,11 +127,18 @@ def measure_candidate(
     exp_id: int,
     parent: Experiment,
     diff: dict[str, int],
+    top_up: Callable[[], float | None] | None = None,
 ) -> Outcome:
-    """Sample until the judge decides (``more`` asks again), then confirm a keep."""
+    """Sample until the judge decides (``more`` asks again), then confirm a keep.
+
+    ``top_up`` measures the incumbent once more (a ``remeasure`` row) and
+    returns its value: while the judge asks for more, the incumbent is kept at
+    least as well measured as the candidate (see ``needs_top_up``).
+    """
     history = ws.experiments()
     reference = incumbent_samples(history, parent) or [parent.metric or 0.0]
-    if deterministic(history) and len(reference) == 1:
+    exact = deterministic(history)
+    if exact and len(reference) == 1:
         reference = reference * 2  # known exactly: what the judge needs to see zero spread
     pruner = watcher(ws.study, parent, reference)
     samples: list[float] = []
@@ -146,6 +158,10 @@ def measure_candidate(
         )
         if verdict.decision != "more" or len(samples) >= ws.study.decision.max_samples:
             break
+        if top_up is not None and not exact and needs_top_up(samples, reference):
+            value = top_up()
+            if value is not None:
+                reference.append(value)
     status, reason = _decided(verdict, len(samples))
     if status == "keep" and ws.study.confirm is not None:
         again = confirm_reference(parent, reference)
@@ -154,6 +170,18 @@ def measure_candidate(
         reason = f"{reason}; {why}"
         status = "unconfirmed" if not ok and ws.study.confirm.revert else status
     return Outcome(status, fmean(samples), reason, seconds)
+
+
+def needs_top_up(samples: Sequence[float], incumbent: Sequence[float]) -> bool:
+    """The incumbent would have fewer samples than the candidate's next count.
+
+    A comparison is only as sure as its worse-measured side: with 3 incumbent
+    samples no number of candidate samples lets a 95 % test keep 80 % of the
+    one-sigma gains (the incumbent's own error stays at 0.58 sigma). Equal
+    counts buy the most certainty per run, and the extra incumbent samples
+    serve every later candidate too.
+    """
+    return len(incumbent) < len(samples) + 1
 
 
 def _decided(verdict: Verdict, n: int) -> tuple[str, str]:

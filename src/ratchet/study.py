@@ -95,7 +95,7 @@ class DecisionSpec(_Section):
 
     rule: Literal["noise-aware", "strict"] = "noise-aware"
     baseline_samples: int = Field(default=3, ge=1, le=50)
-    max_samples: int = Field(default=5, ge=1, le=50)
+    max_samples: int = Field(default=20, ge=1, le=50)
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     min_delta: float = Field(default=0.0, ge=0)
     remeasure_every: int = Field(default=10, ge=0)  # 0 = never re-measure the incumbent

@@ -55,6 +55,7 @@ import gc
 import json
 import math
 import os
+import re
 import resource
 import select
 import signal
@@ -65,7 +66,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ExperimentCrashed
+from ..errors import ExperimentCrashed, StorageError
+from .proctree import descendants, group_exists, machine_processes, outrank_the_tree
 from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits
 
 __all__ = ["RunSpec", "RunResult", "run_command"]
@@ -74,6 +76,7 @@ _CHUNK = 64 * 1024
 _TAIL_CHARS = 4000
 _TAIL_BYTES = 4 * _TAIL_CHARS + 16
 _MAX_LINE = 1024 * 1024
+_PROTOCOL_LINE = re.compile(rb"^[^\n:={]*[:={][^\n]*$", re.MULTILINE)
 _PR_SET_CHILD_SUBREAPER = 36
 _KILL_RETRY_S = 0.2
 _MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
@@ -132,11 +135,15 @@ def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = Non
     ``ExperimentCrashed`` when the command cannot be started at all (for
     example a missing ``cwd``).
     """
-    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-    # Replace, never truncate, an old log: ext4 flushes a truncated-and-rewritten
-    # file on close (auto_da_alloc), which costs milliseconds per run.
-    spec.log_path.unlink(missing_ok=True)
-    with open(spec.log_path, "wb", buffering=0) as log:
+    try:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Replace, never truncate, an old log: ext4 flushes a truncated-and-rewritten
+        # file on close (auto_da_alloc), which costs milliseconds per run.
+        spec.log_path.unlink(missing_ok=True)
+        log = open(spec.log_path, "wb", buffering=0)
+    except OSError as exc:
+        raise _unwritable(spec.log_path, exc) from None
+    with log:
         channel = _Channel.start(spec)
         try:
             capture = _Capture(log, spec.log_cap_bytes, on_line, channel.stop)
@@ -144,7 +151,16 @@ def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = Non
             status = channel.status()
         finally:
             channel.close()
+    if capture.write_error is not None:
+        raise _unwritable(spec.log_path, capture.write_error)
     return _result(spec, status, capture, channel.interrupted)
+
+
+def _unwritable(path: Path, exc: OSError) -> StorageError:
+    return StorageError(
+        f"cannot write the log {path}: {exc.strerror or exc} — free some disk space"
+        " (or fix the permissions), then rerun the same tag to resume"
+    )
 
 
 def _pump(channel: _Channel, capture: _Capture) -> None:
@@ -298,13 +314,18 @@ class _Capture:
         self._pending = b""
         self._tail = bytearray()
         self._last_written = b"\n"
+        self.write_error: OSError | None = None
 
     def feed(self, chunk: bytes) -> None:
         """Take one chunk of output as read from the pipe."""
         room = self.cap - self.total
-        if room > 0:
+        if room > 0 and self.write_error is None:
             written = chunk[:room]
-            self.log.write(written)
+            try:
+                self.log.write(written)
+            except OSError as exc:  # a full disk: stop the run, Ratchet cannot record it
+                self.write_error = exc
+                self.stop()
             self._last_written = written[-1:]
         self.total += len(chunk)
         self._tail += chunk
@@ -314,11 +335,24 @@ class _Capture:
             self._split(chunk)
 
     def _split(self, chunk: bytes) -> None:
-        """Emit each complete line; an endless line (progress bars) is emitted at 1 MiB."""
-        lines = (self._pending + chunk).split(b"\n")
-        self._pending = lines.pop()
-        for raw in lines:
-            self._emit(raw)
+        """Emit each complete line; an endless line (progress bars) is emitted at 1 MiB.
+
+        Past the log cap only lines that can carry the metric protocol (a ``:``,
+        ``=`` or ``{``) are emitted, found by one regex scan of the chunk: a flood
+        of hundreds of MB then costs C speed, not a Python call per line, and
+        the last metric line still counts.
+        """
+        data = self._pending + chunk
+        if self.total - len(chunk) >= self.cap:
+            cut = data.rfind(b"\n") + 1
+            self._pending = data[cut:]
+            for match in _PROTOCOL_LINE.finditer(data, 0, cut):
+                self._emit(match.group())
+        else:
+            lines = data.split(b"\n")
+            self._pending = lines.pop()
+            for raw in lines:
+                self._emit(raw)
         if len(self._pending) >= _MAX_LINE:
             self._emit(self._pending)
             self._pending = b""
@@ -338,10 +372,13 @@ class _Capture:
         pending, self._pending = self._pending, b""
         if pending and self.on_line is not None:
             self._emit(pending)
-        if self.total > self.cap:
+        if self.total > self.cap and self.write_error is None:
             newline = b"" if self._last_written == b"\n" else b"\n"
             marker = f"[ratchet: output truncated at {self.cap} of {self.total} bytes]\n"
-            self.log.write(newline + marker.encode())
+            try:
+                self.log.write(newline + marker.encode())
+            except OSError as exc:
+                self.write_error = exc
 
     def tail(self) -> str:
         """The last characters of output; a character cut at the start decodes as U+FFFD."""
@@ -524,7 +561,7 @@ class _Shepherd:
         finally:
             os.close(out_w)
         if self.max_processes is not None:
-            _outrank_the_tree()
+            outrank_the_tree()
         ending = self._supervise(self.started + spec.budget)
         if ending == "exited" and self._too_many_processes(due=True):
             ending = "limit"  # the command left more behind than it may have running
@@ -566,7 +603,7 @@ class _Shepherd:
         limit, now = self.max_processes, time.monotonic()
         if limit is None or (now < self.next_count and not due):
             return False
-        count = len(_descendants(os.getpid())) if _machine_processes() > limit else 0
+        count = len(descendants(os.getpid())) if machine_processes() > limit else 0
         spent = time.monotonic() - now
         self.next_count = now + spent + min(_MAX_TICK_S, max(_TICK_S, spent / _COUNT_SHARE))
         if count <= limit:
@@ -616,7 +653,7 @@ class _Shepherd:
         """Whether anything of the tree is left (as a subreaper, our children are all of it)."""
         if not self.reap():
             return True
-        return not self.tracks_tree and self.pid is not None and _group_exists(self.pid)
+        return not self.tracks_tree and self.pid is not None and group_exists(self.pid)
 
     def _wait_gone(self, deadline: float) -> bool:
         """Reap as children exit until none is left (True) or the deadline passes (False)."""
@@ -641,78 +678,12 @@ class _Shepherd:
                 os.killpg(self.pid, signum)
             except OSError:
                 pass
-        for pid in _descendants(os.getpid()):
+        for pid in descendants(os.getpid()):
             try:
                 if pid != spare:
                     os.kill(pid, signum)
             except OSError:
                 pass
-
-
-def _outrank_the_tree() -> None:
-    """Take a real-time priority when allowed (root): a fork bomb must not starve its killer.
-
-    Under CFS every one of thousands of runnable bomb processes gets the same
-    share as the shepherd, which then needs seconds to count and kill them.
-    The command was started before this, so it keeps the normal policy; the
-    shepherd sleeps in ``poll`` almost all the time. Without the privilege,
-    ``RLIMIT_NPROC`` bounds the bomb instead.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(1))
-    except (OSError, AttributeError):
-        pass
-
-
-def _machine_processes() -> int:
-    """How many processes the machine has (an upper bound for the tree); 0 without /proc."""
-    try:
-        return sum(name.isdigit() for name in os.listdir("/proc"))
-    except OSError:
-        return 0
-
-
-def _group_exists(pgid: int) -> bool:
-    """Whether any process is left in the command's group (the fallback's only view)."""
-    try:
-        os.killpg(pgid, 0)
-    except OSError:
-        return False
-    return True
-
-
-def _descendants(root: int) -> list[int]:
-    """Every process below ``root``, from the ppid field of /proc/<pid>/stat; [] without /proc."""
-    children: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in names:
-        if name.isdigit():
-            ppid = _ppid(name)
-            if ppid is not None:
-                children.setdefault(ppid, []).append(int(name))
-    found: list[int] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _ppid(pid: str) -> int | None:
-    """The parent pid from /proc/<pid>/stat; the command name may hold spaces and parens."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        return int(data[data.rindex(b")") + 2 :].split(None, 2)[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _write_all(fd: int, data: bytes) -> None:
