@@ -31,7 +31,9 @@ def test_two_experiments_of_the_nanogpt_study(tmp_path: Path, monkeypatch) -> No
     baseline = rows[0]
     assert 0.5 < baseline["metric"] < 8.0  # bits per byte of a briefly trained byte model
     assert "num_params_M" in baseline["extras"] and "training_seconds" in baseline["extras"]
-    assert all(r["status"] in ("keep", "discard", "crash", "timeout") for r in rows[1:])
+    # pruned too: on a loaded machine the candidate's curve lags the baseline's
+    finished = ("keep", "discard", "crash", "timeout", "pruned")
+    assert all(r["status"] in finished for r in rows[1:]), rows
     assert git(study, "status", "--porcelain") == ""
     # the evaluation's data never sat in the worktree the candidate ran in
     worktree = study / ".ratchet" / "worktrees" / "main"

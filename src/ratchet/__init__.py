@@ -13,8 +13,10 @@ from .errors import (
     MetricNotFound,
     ProposalError,
     ProposalsExhausted,
+    ProposalUnusable,
     RatchetError,
     SandboxError,
+    StorageError,
 )
 from .judge import Judge, StrictJudge, Verdict
 from .loop import RunOptions, RunSummary, run_study
@@ -45,6 +47,8 @@ __all__ = [
     "LedgerError",
     "ProposalError",
     "ProposalsExhausted",
+    "ProposalUnusable",
+    "StorageError",
     "SandboxError",
     "ExperimentError",
     "ExperimentTimeout",
