@@ -7,7 +7,7 @@ DEMO_DIR ?= $(or $(TMPDIR),/tmp)/ratchet-demo
 DEMO_TEMPLATE ?= nanogpt
 DEMO_EXPERIMENTS ?= 2
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo integration clean
 
 # torch is pinned to the release whose CPU build this machine and CI hold locally, and
 # installed before the project so the `torch>=2.4` requirement never pulls a CUDA build.
@@ -38,6 +38,11 @@ demo: install
 	@echo "results.tsv:  $(DEMO_DIR)/.ratchet/results.tsv"
 	@echo "progress.png: $(DEMO_DIR)/.ratchet/progress.png"
 	@echo "kept commits: git -C $(DEMO_DIR) log --oneline ratchet/demo"
+
+# Opt-in, never part of `make test`: the llm proposer end to end against SmolLM2-135M served
+# by llama-cpp-python on 127.0.0.1 (builds from source the first time: ~7 minutes on 2 cores).
+integration: install
+	bash scripts/integration_llm.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from statistics import median
 
 from rich.console import Console
 from rich.table import Table
@@ -22,12 +23,15 @@ from rich.table import Table
 from .console import ConsoleObserver, format_metric
 from .errors import ConfigError, RatchetError
 from .execute.phases import Candidate, Executor
+from .execute.sandbox import describe
 from .gitrepo import Repo
 from .judge import make_judge
 from .loop import RunOptions, run_study
+from .memory import confirmed
 from .models import Experiment
 from .proposers import make_proposer
 from .study import CONFIG_NAME, Study, load_study
+from .trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
 from .workspace import STATE_DIR, check_tag, lock_holder, open_ledger
 
 __all__ = ["register"]
@@ -52,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--workers", type=int, default=1, help="parallel experiments (1 for now)")
     p.add_argument("--budget", type=float, help="override [run] budget (seconds)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("try", help="measure your edits to the study; keep (commit) or restore")
+    _dir_tag(p)
+    p.add_argument("-m", "--message", required=True, help="what changed: the commit message")
+    p.set_defaults(func=cmd_try)
 
     for name, func, text in (
         ("status", cmd_status, "incumbent, counts, running experiment"),
@@ -103,13 +112,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     source = _template_root() / args.template
     names = _template_files(source)
-    clash = [n for n in names if (target / n).exists()]
+    clash = [n for n in [*names, AGENTS_FILE] if (target / n).exists()]
     if clash:
         raise ConfigError(f"{target / clash[0]} already exists — choose an empty directory")
     for name in names:
         dest = target / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes((source / name).read_bytes())
+    # Instructions for a coding agent driving the study with `ratchet try`, from its own config.
+    (target / AGENTS_FILE).write_text(agent_instructions(load_study(target)), encoding="utf-8")
     committed = Repo.init_if_needed(target, f"ratchet init --template {args.template}")
     out = _out()
     out.print(f"created the {args.template} study in {target.resolve()}")
@@ -118,6 +129,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if (target / "prepare.py").is_file():
         out.print(f"first prepare the data: cd {args.dir} && python prepare.py")
     out.print(f"next: ratchet run {args.dir} --max-experiments 10")
+    out.print(f"or let a coding agent drive it: {AGENTS_FILE} tells it to loop with `ratchet try`")
     return 0
 
 
@@ -150,13 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")
     if args.max_experiments is not None and args.max_experiments < 0:
         raise ConfigError("--max-experiments must be 0 or more")
-    if args.model:
-        raise ConfigError("--model applies to the llm proposer, which this version lacks")
     study = load_study(Path(args.dir))
     Repo.discover(study.root).head()
     tag = check_tag(args.tag)
-    judge = make_judge(study.decision.rule)
-    proposer = make_proposer(study, args.proposer, args.replay)
+    judge = make_judge(study.decision)
+    proposer = make_proposer(study, args.proposer, args.replay, model=args.model)
     options = RunOptions(
         tag=tag, max_experiments=args.max_experiments, hours=args.hours, budget=args.budget
     )
@@ -172,6 +182,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         f" ({change}); stopped: {summary.stopped}"
     )
     out.print(f"results: {study.root / STATE_DIR / 'results.tsv'}   branch: ratchet/{summary.tag}")
+    return 0
+
+
+def cmd_try(args: argparse.Namespace) -> int:
+    """One line on stdout (see ``trying.format_line``), exit 0 whatever the verdict."""
+    study = load_study(Path(args.dir))
+    tag = check_tag(args.tag)
+    judge = make_judge(study.decision)
+    signal.signal(signal.SIGTERM, _as_interrupt)
+    try:
+        result = try_working_tree(study, args.message, judge, tag=tag)
+    except KeyboardInterrupt:
+        print("interrupted: nothing kept, your files are as they were", file=sys.stderr)
+        return 130
+    for name in result.left:
+        print(f"note: {name} changed while it was measured; left as it is", file=sys.stderr)
+    print(format_line(result, study.metric.name), flush=True)
     return 0
 
 
@@ -206,6 +233,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = Counter(e.status for e in experiments)
     kept = [e for e in experiments if e.status in ("baseline", "keep")]
     out.print(f"study {study.name} ({study.metric.name}, {study.metric.goal})")
+    if study.run.sandbox == "none":
+        out.print('warning: sandbox = "none": candidate code runs with your full permissions')
     if kept:
         base, best = kept[0], kept[-1]
         out.print(f"baseline  {format_metric(base.metric)} (#{base.id})")
@@ -214,8 +243,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             f" {_change(base.metric, best.metric)}) {best.description}"
         )
     out.print("counts    " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-    spent = sum(e.duration_s for e in experiments if e.status in ("crash", "timeout"))
-    out.print(f"budget    {spent:.1f} s spent on candidates that crashed or timed out")
+    for line in _budget_lines(experiments):
+        out.print(line)
+    usage = _usage_line(study, experiments)
+    if usage:
+        out.print(f"proposer  {usage}")
     for name in sorted({e.tag for e in experiments}):
         pid = lock_holder(study, name)
         running = [e for e in experiments if e.tag == name and e.status == "running"]
@@ -227,6 +259,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget_lines(experiments: list[Experiment]) -> list[str]:
+    """Where the budget went, and what rejecting and pruning saved (estimates).
+
+    Saved by rejecting: proposals refused before they ran (verify, dedupe;
+    not proposer failures) × the median duration of a judged candidate (its
+    samples included). Saved by pruning: per pruned experiment, the median
+    duration of one sample × (its samples + 1) minus what it ran. Both are
+    estimates of what a full run would have cost; they are labelled as such.
+    """
+    failed = ("crash", "timeout", "pruned")
+    spent = sum(e.duration_s for e in experiments if e.status in failed)
+    lines = [f"budget    {spent:.1f} s spent on candidates that crashed, timed out or were pruned"]
+    judged = [e for e in experiments if e.status in ("keep", "discard", "unconfirmed")]
+    measured = judged or [e for e in experiments if e.status in ("baseline", "remeasure")]
+    if not measured:
+        return lines
+    run = median(e.duration_s for e in measured)
+    per_sample = median(e.duration_s / max(1, len(e.samples)) for e in measured)
+    early = [e for e in experiments if e.status == "rejected" and e.duration_s == 0]
+    early = [e for e in early if not e.reason.startswith("proposal:")]
+    pruned = [e for e in experiments if e.status == "pruned"]
+    cut = sum(max(0.0, per_sample * (len(e.samples) + 1) - e.duration_s) for e in pruned)
+    proposals = f"{len(early)} proposal{'' if len(early) == 1 else 's'}"
+    runs = f"{len(pruned)} run{'' if len(pruned) == 1 else 's'}"
+    lines.append(
+        f"saved     ~{len(early) * run:.1f} s by rejecting {proposals} before running,"
+        f" ~{cut:.1f} s by stopping {runs} early (estimates from median durations)"
+    )
+    return lines
+
+
 def cmd_log(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
     experiments = _experiments(study, args.tag)
@@ -234,7 +297,11 @@ def cmd_log(args: argparse.Namespace) -> int:
         print(json.dumps([_row(e) for e in experiments], indent=2))
         return 0
     table = Table(show_edge=False, header_style="bold")
-    for column in ("id", "tag", "status", study.metric.name, "time", "commit", "description"):
+    spend = any(e.usage.input_tokens or e.usage.output_tokens for e in experiments)
+    checked = any(confirmed(e) is not None for e in experiments)
+    columns = ("id", "tag", "status", study.metric.name, *(("confirm",) if checked else ()))
+    columns += ("time", "commit")
+    for column in (*columns, *(("tokens", "cost") if spend else ()), "description"):
         table.add_column(column, no_wrap=column != "description", overflow="fold")
     for e in experiments:
         note = (
@@ -247,12 +314,17 @@ def cmd_log(args: argparse.Namespace) -> int:
             e.tag,
             e.status,
             format_metric(e.metric),
+            *((_CONFIRM_CELL[confirmed(e)],) if checked else ()),
             f"{e.duration_s:.1f}s",
             (e.commit or "")[:7],
+            *(_spend_cells(e) if spend else ()),
             e.description + note,
         )
     _out().print(table)
     return 0
+
+
+_CONFIRM_CELL = {True: "yes", False: "NO", None: ""}  # [confirm] result of a keep
 
 
 def _row(e: Experiment) -> dict[str, object]:
@@ -266,11 +338,39 @@ def _row(e: Experiment) -> dict[str, object]:
         "parent": e.parent,
         "description": e.description,
         "reason": e.reason,
+        "confirmed": confirmed(e),
         "duration_s": round(e.duration_s, 3),
         "created_at": e.created_at,
         "extras": e.extras,
         "meta": e.meta,
+        "input_tokens": e.usage.input_tokens,
+        "output_tokens": e.usage.output_tokens,
+        "cost_usd": round(e.usage.cost_usd, 6),
     }
+
+
+def _spend_cells(e: Experiment) -> tuple[str, str]:
+    """The log's tokens and cost cells (blank when nothing was spent or no price is known)."""
+    tokens = e.usage.input_tokens + e.usage.output_tokens
+    cost = e.usage.cost_usd
+    return (f"{tokens:,}" if tokens else "", f"${cost:.4f}" if cost else "")
+
+
+def _usage_line(study: Study, experiments: list[Experiment]) -> str:
+    """Tokens and cost the proposer spent, with the caps when set; "" when nothing was spent."""
+    tokens_in = sum(e.usage.input_tokens for e in experiments)
+    tokens_out = sum(e.usage.output_tokens for e in experiments)
+    if not tokens_in and not tokens_out:
+        return ""
+    spec = study.proposer
+    cost = sum(e.usage.cost_usd for e in experiments)
+    token_cap = f" of max {spec.max_total_tokens:,}" if spec.max_total_tokens else ""
+    cost_cap = f" of max ${spec.max_cost_usd:g}" if spec.max_cost_usd else ""
+    money = f", ${cost:.4f}{cost_cap}" if cost or cost_cap else " (no price set for the model)"
+    return (
+        f"{tokens_in + tokens_out:,} tokens ({tokens_in:,} in, {tokens_out:,} out){token_cap}"
+        + money
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -367,6 +467,7 @@ def _doctor_study(path: Path) -> list[tuple[str, bool, str]]:
     results = [("study", True, f"{study.name}: {len(study.editable_files())} editable")]
     results.append(_check("repo", lambda: _repo_line(study)))
     results.append(_check("proposer", lambda: _proposer_line(study)))
+    results.append(_check("sandbox", lambda: describe(study.run.sandbox, study.run.hide)))
     if (study.root / STATE_DIR / "ledger.sqlite").exists():
         results.append(_check("ledger", lambda: _ledger_line(study)))
     return results
@@ -385,6 +486,10 @@ def _repo_line(study: Study) -> str:
 
 
 def _proposer_line(study: Study) -> str:
+    if study.proposer.kind == "llm":
+        from .proposers.llm import check_endpoint
+
+        return check_endpoint(study)
     if study.proposer.kind == "replay" and not study.proposer.replay:
         return "replay (pass --replay FILE to `ratchet run`)"
     make_proposer(study)

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import ConfigError, ProposalError
 from ..study import Study
+from .agent import AgentProposer, make_agent_proposer
 from .base import Proposer
+from .llm import LLMProposer, make_llm_proposer
 from .mutate import MutateProposer
 from .replay import ReplayProposer
 
-__all__ = ["Proposer", "MutateProposer", "ReplayProposer", "make_proposer"]
+__all__ = [
+    "Proposer",
+    "AgentProposer",
+    "LLMProposer",
+    "MutateProposer",
+    "ReplayProposer",
+    "make_proposer",
+]
 
-_KEYS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 
-
-def make_proposer(study: Study, kind: str | None = None, replay: Path | None = None) -> Proposer:
+def make_proposer(
+    study: Study, kind: str | None = None, replay: Path | None = None, model: str | None = None
+) -> Proposer:
     """The proposer named on the command line, else the one in ``[proposer] kind``."""
     kind = kind or study.proposer.kind
+    if model and kind != "llm":
+        raise ConfigError(f"--model applies to the llm proposer, not {kind} — drop --model")
     if kind == "mutate":
         return MutateProposer(max_changes=study.proposer.max_changes)
     if kind == "replay":
@@ -31,11 +41,10 @@ def make_proposer(study: Study, kind: str | None = None, replay: Path | None = N
         if not path.is_file():
             raise ConfigError(f"replay file {path} not found — check the path given to --replay")
         return ReplayProposer(path)
-    if kind == "llm" and not any(os.environ.get(k) for k in _KEYS):
-        raise ProposalError(
-            "the llm proposer has no key — set OPENAI_API_KEY or ANTHROPIC_API_KEY,"
-            " or pass --proposer mutate to use the offline mutator"
-        )
+    if kind == "agent":
+        return make_agent_proposer(study)
+    if kind == "llm":
+        return make_llm_proposer(study, model)
     raise ProposalError(
         f"the {kind} proposer is not part of this version yet"
         " — pass --proposer mutate (offline) or --proposer replay --replay FILE"
