@@ -378,6 +378,21 @@ class Repo:
         with open(path, "a", encoding="utf-8") as out:
             out.write(f"{prefix}{pattern}\n")
 
+    # --- the user's checkout: only `ratchet try` writes there, and only these three ways ---
+
+    def advance_head(self, new: str, old: str, message: str) -> None:
+        """Move HEAD (its branch, or a detached HEAD) from ``old`` to ``new``; refuses if
+        HEAD moved meanwhile, so a commit made in between is never overwritten."""
+        self._git("update-ref", "-m", message, "HEAD", new, old)
+
+    def unstage(self, paths: Sequence[str]) -> None:
+        """Make the index match HEAD for ``paths`` (the working files are left alone)."""
+        self._git("reset", "-q", "--", *paths)
+
+    def restore_from_head(self, paths: Sequence[str]) -> None:
+        """Put ``paths`` back to HEAD, in the index and the working tree."""
+        self._git("restore", "--source=HEAD", "--staged", "--worktree", "--", *paths)
+
     def update_ref(self, ref: str, new: str, old: str | None = None) -> None:
         """Point ``ref`` at ``new``; with ``old``, only if it still points there.
 

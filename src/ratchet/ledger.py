@@ -23,9 +23,7 @@ from __future__ import annotations
 import errno
 import json
 import math
-import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -33,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomically
 from .errors import LedgerError
 from .models import FINAL_STATUSES, Experiment, Usage
 
@@ -471,7 +470,7 @@ class Ledger:
         lines = [f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"]
         lines += [_tsv_row(e) for e in self.experiments(tag) if e.status != "running"]
         try:
-            _write_atomically(Path(path), "\n".join(lines) + "\n")
+            write_atomically(Path(path), "\n".join(lines) + "\n")
         except OSError as exc:
             fix = " — free some disk space and rerun" if exc.errno == errno.ENOSPC else ""
             raise LedgerError(f"cannot write {path}: {exc.strerror or exc}{fix}") from None
@@ -480,18 +479,6 @@ class Ledger:
 def _disk_full(exc: sqlite3.Error) -> bool:
     """SQLITE_FULL: a write found no room (``sqlite_errorcode`` exists from Python 3.11)."""
     return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Temp file + rename, so a reader (or a crash) never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _experiment(row: tuple[Any, ...], samples: list[float], extras: str | None) -> Experiment:

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from .atomic import write_atomically
 from .models import Experiment
 
 __all__ = [
@@ -355,14 +354,7 @@ def _outcome(exp: Experiment, parent: float | None, metric_name: str) -> str:
 def write_journal(
     path: Path, history: Sequence[Experiment], *, metric_name: str, goal: str, title: str = ""
 ) -> None:
-    """Write ``journal.md`` atomically (temp file + rename): readers never see half of it."""
+    """Write ``journal.md`` whole: readers never see half of it."""
     text = journal_markdown(history, metric_name=metric_name, goal=goal, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text)

@@ -245,13 +245,13 @@ def _advance(ws: Workspace, head: str, commit: str, message: str, names: list[st
     commit made during the measurement is never overwritten.
     """
     try:
-        ws.repo._git("update-ref", "-m", f"ratchet try: {message[:80]}", "HEAD", commit, head)
+        ws.repo.advance_head(commit, head, f"ratchet try: {message[:80]}")
     except GitError:
         raise GitError(
             f"the change was kept as {commit[:12]} (on ratchet/{ws.tag}), but HEAD moved while"
             f" it was measured, so it was not committed here — run `git merge {commit[:12]}`"
         ) from None
-    ws.repo._git("reset", "-q", "--", *_repo_paths(ws, names))
+    ws.repo.unstage(_repo_paths(ws, names))
 
 
 def _restore(
@@ -269,9 +269,9 @@ def _restore(
     new = [name for name in same if name not in files]
     if tracked:
         paths = _repo_paths(ws, tracked)
-        ws.repo._git("restore", "--source=HEAD", "--staged", "--worktree", "--", *paths)
+        ws.repo.restore_from_head(paths)
     if new:
-        ws.repo._git("reset", "-q", "--", *_repo_paths(ws, new))
+        ws.repo.unstage(_repo_paths(ws, new))
         for name in new:
             (ws.study.root / name).unlink()
     return sorted(same), left
