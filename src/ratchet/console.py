@@ -29,6 +29,8 @@ _STYLE = {
     "pruned": "yellow",
     "rejected": "magenta",
     "interrupted": "yellow",
+    "remeasure": "cyan",
+    "unconfirmed": "yellow",
 }
 
 

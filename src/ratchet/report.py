@@ -251,7 +251,9 @@ def _draw_others(
     ax: Any, experiments: list[Experiment], index: dict[int, int], lo: float, hi: float
 ) -> None:
     """Grey dots for measured non-kept experiments, edge markers for the rest."""
-    others = [e for e in experiments if e.status not in _FRONTIER and e.metric is not None]
+    others = [
+        e for e in experiments if e.status not in (*_FRONTIER, "remeasure") and e.metric is not None
+    ]
     inside = [(index[id(e)], e.metric) for e in others if lo <= e.metric <= hi]
     if inside:
         xs, ys = zip(*inside, strict=True)

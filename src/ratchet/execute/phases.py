@@ -204,7 +204,7 @@ class Executor:
                 deadline=time.time() + budget,
             ),
             budget=budget,
-            grace=self.study.run.grace if name != "evaluate" else self._evaluate_grace(),
+            grace=self._grace(name),
             log_path=candidate.log_dir / f"{name}.log",
             log_cap_bytes=int(self.study.run.log_cap_mb * 1_000_000),
             sandbox=self._sandbox(name, candidate),
@@ -222,8 +222,13 @@ class Executor:
             environ=self.environ,
         )
 
-    def _evaluate_grace(self) -> float:
-        return self.study.evaluate.grace if self.study.evaluate else 5.0
+    def _grace(self, name: str) -> float:
+        """Each fixed phase has its own grace; smoke and run share the candidate's."""
+        if name == "evaluate" and self.study.evaluate:
+            return self.study.evaluate.grace
+        if name == "confirm" and self.study.confirm:
+            return self.study.confirm.grace
+        return self.study.run.grace
 
     def _failure(self, phase: PhaseOutcome, name: str) -> Measurement | None:
         """The status and reason when a phase did not finish cleanly, else None."""

@@ -40,6 +40,8 @@ HISTORY_ROWS = 60  # the table's longest length, whatever the budget
 FAILURE_CHARS = 2000  # the last failure's log tail, at most
 FAILURE_LINES = 40
 _REASON_CHARS = 300  # of a failed experiment's reason, in its table row
+# Rows that are not experiments a proposer ran: still running, or the incumbent measured again.
+_UNSHOWN = ("running", "remeasure")
 
 _FORMAT = """\
 Answer in exactly this format:
@@ -134,7 +136,7 @@ def build_prompt(context: Context, budget: int) -> Prompt:
         user=user,
         tokens=estimate_tokens(system) + estimate_tokens(user),
         rows_shown=shown,
-        rows_omitted=len([e for e in context.history if e.status != "running"]) - shown,
+        rows_omitted=len([e for e in context.history if e.status not in _UNSHOWN]) - shown,
         journal_cut=cut,
     )
 
@@ -202,7 +204,7 @@ def _too_large(context: Context, system: str, fixed: int, budget: int) -> str:
 def _rows(context: Context) -> list[str]:
     """One table row per finished experiment, oldest first."""
     inc = context.incumbent.metric if context.incumbent else None
-    return [_row(e, inc) for e in context.history if e.status != "running"]
+    return [_row(e, inc) for e in context.history if e.status not in _UNSHOWN]
 
 
 def _row(e: Experiment, incumbent: float | None) -> str:
