@@ -142,7 +142,7 @@ WELL_KNOWN = [0.430, 0.424, 0.436, 0.431, 0.429, 0.427, 0.433, 0.430, 0.428, 0.4
 
 
 def test_significant_improvement_is_kept_with_numbers_in_the_reason() -> None:
-    verdict = NoiseAwareJudge().decide(GAIN, INCUMBENT, "minimize")
+    verdict = NoiseAwareJudge(max_samples=5).decide(GAIN, INCUMBENT, "minimize")
     assert verdict.decision == "keep"
     assert verdict.reason.startswith("0.4000 ± 0.0007 (n=5) beats 0.4300 ± 0.0060 (n=3), p=")
 
@@ -193,8 +193,9 @@ def test_maximize_mirrors_minimize(samples: list[float]) -> None:
 
 
 def test_min_delta_raises_the_bar() -> None:
-    assert NoiseAwareJudge(min_delta=0.01).decide(GAIN, INCUMBENT, "minimize").decision == "keep"
-    verdict = NoiseAwareJudge(min_delta=0.05).decide(GAIN, INCUMBENT, "minimize")
+    small, large = NoiseAwareJudge(max_samples=5, min_delta=0.01), NoiseAwareJudge(min_delta=0.05)
+    assert small.decide(GAIN, INCUMBENT, "minimize").decision == "keep"
+    verdict = large.decide(GAIN, INCUMBENT, "minimize")
     assert verdict.decision == "discard"
 
 
@@ -270,16 +271,16 @@ def test_simpler_deterministic_candidate_at_equal_metric_is_kept() -> None:
 
 def test_small_gain_does_not_pay_for_much_added_code() -> None:
     samples = GAIN  # 0.03 better; the incumbent's spread is 0.006
-    costly = NoiseAwareJudge(complexity_weight=0.1).decide(
+    costly = NoiseAwareJudge(max_samples=5, complexity_weight=0.1).decide(
         samples, INCUMBENT, "minimize", lines_added=100
     )  # needs 0.1 * 100 * 0.006 = 0.06
     assert costly.decision == "discard"
     assert "does not pay for 100 added lines" in costly.reason
-    cheap = NoiseAwareJudge(complexity_weight=0.01).decide(
+    cheap = NoiseAwareJudge(max_samples=5, complexity_weight=0.01).decide(
         samples, INCUMBENT, "minimize", lines_added=100
     )  # needs 0.006
     assert cheap.decision == "keep"
-    free = NoiseAwareJudge().decide(samples, INCUMBENT, "minimize", lines_added=100)
+    free = NoiseAwareJudge(max_samples=5).decide(samples, INCUMBENT, "minimize", lines_added=100)
     assert free.decision == "keep"
 
 

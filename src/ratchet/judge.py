@@ -231,7 +231,7 @@ class NoiseAwareJudge:
         self,
         confidence: float = 0.95,
         min_delta: float = 0.0,
-        max_samples: int = 5,
+        max_samples: int = 20,
         complexity_weight: float = 0.0,
     ) -> None:
         if not 0.5 < confidence < 1:
