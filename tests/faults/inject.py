@@ -80,7 +80,7 @@ def _die_after(owner: Any, name: str, n: int) -> None:
 
 def _die_while_exporting(n: int) -> None:
     """Write half of results.tsv into the temporary file the real writer uses, then die."""
-    original = ledger._write_atomically
+    original = ledger.write_atomically
     hit = _counted(n)
 
     def wrapper(path: Path, text: str) -> None:
@@ -91,7 +91,7 @@ def _die_while_exporting(n: int) -> None:
         os.write(fd, text[: len(text) // 2].encode())
         die()
 
-    ledger._write_atomically = wrapper
+    ledger.write_atomically = wrapper
 
 
 def inject(step: str, n: int) -> None:
