@@ -139,7 +139,7 @@ def test_ctrl_c_stops_the_experiment_and_exits_0(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # the candidate would have slept 120 s
     assert _gone(pids)
     assert "Traceback" not in out
     assert [r["status"] for r in _log(root)] == ["baseline", "keep", "interrupted"]
