@@ -18,9 +18,11 @@ from ratchet.execute import RunSpec, experiment_env, run_command
 DAEMON = "(setsid sh -c '{trap}echo $$ > {pidfile}; exec sleep 30' </dev/null >/dev/null 2>&1 &)"
 
 HELPER = """
-import json, os, sys
+import json, os, signal, sys
 from pathlib import Path
 from ratchet.execute import RunSpec, run_command
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
 
 work = Path(sys.argv[1])
 spec = RunSpec(sys.argv[2], work, dict(os.environ), float(sys.argv[3]), 0.5, work / "run.log")

@@ -171,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tag=tag, max_experiments=args.max_experiments, hours=args.hours, budget=args.budget
     )
     history = _history(study, tag)
-    signal.signal(signal.SIGTERM, _as_interrupt)
+    _stop_on_signals()
     with ConsoleObserver(_out(), study, history) as observer:
         summary = run_study(study, proposer, judge, options, observer)
     out = _out()
@@ -190,7 +190,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
     tag = check_tag(args.tag)
     judge = make_judge(study.decision)
-    signal.signal(signal.SIGTERM, _as_interrupt)
+    _stop_on_signals()
     try:
         result = try_working_tree(study, args.message, judge, tag=tag)
     except KeyboardInterrupt:
@@ -200,6 +200,16 @@ def cmd_try(args: argparse.Namespace) -> int:
         print(f"note: {name} changed while it was measured; left as it is", file=sys.stderr)
     print(format_line(result, study.metric.name), flush=True)
     return 0
+
+
+def _stop_on_signals() -> None:
+    """SIGINT (Ctrl-C) and SIGTERM both stop cleanly, recording the running experiment.
+
+    SIGINT is set explicitly: a shell starts background jobs with it ignored,
+    and Python then leaves it ignored, so `kill -INT` would do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _as_interrupt)
 
 
 def _as_interrupt(_sig: int, _frame: object) -> None:
