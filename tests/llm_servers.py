@@ -151,6 +151,10 @@ class ScriptedLLM:
                     self.send_response(status)
                     self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(data)))
+                    # One request per connection: the SDK clients the tests drop close their
+                    # socket at once, instead of a ResourceWarning whenever they are collected.
+                    self.send_header("connection", "close")
+                    self.close_connection = True
                     self.end_headers()
                     self.wfile.write(data)
                 except OSError:

@@ -123,11 +123,12 @@ def _experiment(
     ws: Workspace, executor: Executor, proposer: Proposer, judge: Judge, observer: Observer
 ) -> Experiment:
     """One full experiment: propose, then verify, commit, measure, judge, record."""
-    parent = pick_parent(ws.experiments())
+    history = ws.ledger.experiments()  # the whole study, every tag: read once per experiment
+    parent = pick_parent([e for e in history if e.tag == ws.tag])
     assert parent is not None and parent.commit is not None
     files = ws.checkout(parent.commit)
     try:
-        proposal = proposer.propose(_context(ws, parent, files))
+        proposal = proposer.propose(_context(ws, parent, files, history))
     except ProposalsExhausted:
         raise
     except ProposalError as exc:
@@ -135,8 +136,9 @@ def _experiment(
     return run_proposal(ws, executor, judge, observer, parent, parent.commit, files, proposal)
 
 
-def _context(ws: Workspace, parent: Experiment, files: dict[str, str]) -> Context:
-    history = ws.ledger.experiments()
+def _context(
+    ws: Workspace, parent: Experiment, files: dict[str, str], history: list[Experiment]
+) -> Context:
     failures = [e for e in history if e.status in ("crash", "timeout") and e.tag == ws.tag]
     return Context(
         study_name=ws.study.name,

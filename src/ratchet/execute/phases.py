@@ -153,7 +153,7 @@ class Executor:
         """The study's cheap pre-check, if it has one; a failure is a crash."""
         if not self.study.run.smoke:
             return None
-        budget = self.study.run.smoke_budget or max(1.0, 0.1 * self.budget)
+        budget = self._budget_of("smoke")
         outcome = self._phase("smoke", self.study.run.smoke, budget, candidate)
         failed = self._failure(outcome, "smoke")
         return failed or Measurement("ok", duration_s=outcome.result.duration_s)
@@ -168,13 +168,7 @@ class Executor:
         assert spec is not None, "the study has no [confirm] section"
         self._restore_pins(candidate.study_dir)
         outcome = self._phase("confirm", spec.command, spec.budget, candidate)
-        result = outcome.result
-        status, reason = _verdict(result, "confirm", spec.budget)
-        if status is None:
-            return self._scored(outcome, [outcome])
-        return Measurement(
-            status, reason=reason, tail=result.tail[-2000:], duration_s=result.duration_s
-        )
+        return self._failure(outcome, "confirm") or self._scored(outcome, [outcome])
 
     def _phase(
         self,
@@ -243,6 +237,8 @@ class Executor:
     def _budget_of(self, name: str) -> float:
         if name == "evaluate" and self.study.evaluate:
             return self.study.evaluate.budget
+        if name == "confirm" and self.study.confirm:
+            return self.study.confirm.budget
         if name == "smoke":
             return self.study.run.smoke_budget or max(1.0, 0.1 * self.budget)
         return self.budget
