@@ -7,7 +7,9 @@ them into argparse; ``cli.main`` turns errors into messages.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shlex
 import shutil
 import signal
 import sys
@@ -30,9 +32,11 @@ from .loop import RunOptions, run_study
 from .memory import confirmed
 from .models import Experiment
 from .proposers import make_proposer
+from .removal import remove_tree
+from .safetext import printable
 from .study import CONFIG_NAME, Study, load_study
 from .trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
-from .workspace import STATE_DIR, check_tag, lock_holder, open_ledger
+from .workspace import ABANDONED_DIR, STATE_DIR, check_tag, fresh_worktree, lock_holder, open_ledger
 
 __all__ = ["register"]
 
@@ -250,7 +254,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.print(f"baseline  {format_metric(base.metric)} (#{base.id})")
         out.print(
             f"incumbent {format_metric(best.metric)} (#{best.id},"
-            f" {_change(base.metric, best.metric)}) {best.description}"
+            f" {_change(base.metric, best.metric)}) {printable(best.description)}"
         )
     out.print("counts    " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     for line in _budget_lines(experiments):
@@ -263,7 +267,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         running = [e for e in experiments if e.tag == name and e.status == "running"]
         if pid:
             what = (
-                f"#{running[-1].id} {running[-1].description}" if running else "between experiments"
+                f"#{running[-1].id} {printable(running[-1].description)}"
+                if running
+                else "between experiments"
             )
             out.print(f"running   {what} (tag {name}, pid {pid})")
     return 0
@@ -315,7 +321,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         table.add_column(column, no_wrap=column != "description", overflow="fold")
     for e in experiments:
         note = (
-            f" ({e.reason.splitlines()[0]})"
+            f" ({printable(e.reason.splitlines()[0])})"
             if e.reason and e.status not in ("keep", "discard", "baseline")
             else ""
         )
@@ -328,7 +334,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             f"{e.duration_s:.1f}s",
             (e.commit or "")[:7],
             *(_spend_cells(e) if spend else ()),
-            e.description + note,
+            printable(e.description) + note,
         )
     _out().print(table)
     return 0
@@ -392,11 +398,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"  tag {exp.tag}  {exp.duration_s:.1f}s"
     )
     out.print(f"commit {exp.commit or '—'}  parent {exp.parent or '—'}")
-    out.print(f"description: {exp.description}")
+    out.print(f"description: {printable(exp.description)}")
     if exp.rationale:
-        out.print(f"rationale: {exp.rationale}")
+        out.print(f"rationale: {printable(exp.rationale, keep_lines=True)}")
     if exp.reason:
-        out.print(f"reason: {exp.reason}")
+        out.print(f"reason: {printable(exp.reason)}")
     if exp.extras:
         out.print("extras: " + ", ".join(f"{k}={v:g}" for k, v in sorted(exp.extras.items())))
     if args.diff and exp.commit and exp.parent:
@@ -404,7 +410,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.log:
         for path in sorted(Path(exp.log_dir).rglob("*.log")) if exp.log_dir else []:
             out.print(f"--- {path.relative_to(exp.log_dir)}")
-            sys.stdout.write(path.read_text(encoding="utf-8", errors="replace"))
+            sys.stdout.write(printable(path.read_text("utf-8", "replace"), keep_lines=True))
     return 0
 
 
@@ -424,7 +430,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not exp.commit:
         raise ConfigError(f"experiment #{exp.id} was rejected before it ran; it has no code")
     repo = Repo.discover(study.root)
-    tree = repo.worktree(study.root / STATE_DIR / "worktrees" / "replay", exp.commit)
+    where = study.root / STATE_DIR / "worktrees" / "replay"
+    tree = fresh_worktree(repo, where, exp.commit, ConsoleObserver(_out(), study, []))
     study_dir = tree.path / study.root.relative_to(repo.root.resolve())
     pinned = {n: (study_dir / n).read_bytes() for n in study.protected_files(study_dir)}
     executor = Executor(study, pinned=pinned)
@@ -433,7 +440,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     _out().print(
         f"#{exp.id} replayed: {m.status} {study.metric.name}={format_metric(m.metric)}"
         f" (recorded {exp.status} {format_metric(exp.metric)})"
-        + (f" — {m.reason}" if m.reason else "")
+        + (f" — {printable(m.reason)}" if m.reason else "")
     )
     return 0 if m.status == "ok" else 1
 
@@ -480,7 +487,36 @@ def _doctor_study(path: Path) -> list[tuple[str, bool, str]]:
     results.append(_check("sandbox", lambda: describe(study.run.sandbox, study.run.hide)))
     if (study.root / STATE_DIR / "ledger.sqlite").exists():
         results.append(_check("ledger", lambda: _ledger_line(study)))
-    return results
+    return results + _leftovers(study.root / STATE_DIR / ABANDONED_DIR)
+
+
+def _leftovers(abandoned: Path) -> list[tuple[str, bool, str]]:
+    """Worktrees a run moved aside: deleted now if possible, else how a person can."""
+    if not abandoned.is_dir():
+        return []
+    stuck = []
+    for path in sorted(p for p in abandoned.iterdir() if p.suffix != ".reason"):
+        try:
+            remove_tree(path)
+        except OSError as exc:
+            stuck.append((path, exc))
+            continue
+        path.with_name(path.name + ".reason").unlink(missing_ok=True)
+    if not stuck:
+        with contextlib.suppress(OSError):
+            abandoned.rmdir()  # only when empty
+        return []
+    path, exc = stuck[0]
+    quoted = shlex.quote(str(path))
+    more = f" (and {len(stuck) - 1} more there)" if len(stuck) > 1 else ""
+    return [
+        (
+            "leftovers",
+            False,
+            f"cannot remove the abandoned worktree {path}{more}: {exc} — as root run"
+            f" `chattr -R -i -a {quoted} && rm -rf {quoted}`, then rerun ratchet doctor",
+        )
+    ]
 
 
 def _check(name: str, probe: Callable[[], str]) -> tuple[str, bool, str]:

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from .models import Experiment
 from .observer import Observer
+from .safetext import printable
 from .study import Study
 
 __all__ = ["ConsoleObserver", "format_metric"]
@@ -64,7 +65,7 @@ class ConsoleObserver(Observer):
         self.live.__exit__(None, None, None)
 
     def experiment_started(self, exp_id: int, description: str) -> None:
-        self.exp = f"#{exp_id} {description[:60]}"
+        self.exp = f"#{exp_id} {printable(description)[:60]}"
         self._draw(force=True)
 
     def phase_started(self, phase: str, budget: float) -> None:
@@ -72,7 +73,7 @@ class ConsoleObserver(Observer):
         self._draw(force=True)
 
     def output_line(self, line: str) -> None:
-        self.last_line = line[:100]
+        self.last_line = printable(line)[:100]  # the candidate's own output
         self._draw()
 
     def experiment_finished(self, experiment: Experiment) -> None:
@@ -85,16 +86,16 @@ class ConsoleObserver(Observer):
         self._draw(force=True)
 
     def message(self, text: str) -> None:
-        self.console.print(Text(text, style="yellow"), highlight=False)
+        self.console.print(Text(printable(text, keep_lines=True), style="yellow"), highlight=False)
 
     def _row(self, exp: Experiment) -> Text:
         row = Text(f"#{exp.id:<4} ")
         row.append(f"{exp.status:<11}", style=_STYLE.get(exp.status, ""))
         row.append(f"{self.study.metric.name}={format_metric(exp.metric):<12} ")
         row.append(f"{exp.duration_s:6.1f}s  ")
-        row.append(exp.description[:80])
+        row.append(printable(exp.description)[:80])
         if exp.reason and exp.status not in ("keep", "discard", "baseline"):
-            row.append(f"  ({exp.reason.splitlines()[0][:100]})", style="dim")
+            row.append(f"  ({printable(exp.reason.splitlines()[0])[:100]})", style="dim")
         return row
 
     def _draw(self, force: bool = False) -> None:

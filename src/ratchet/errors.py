@@ -9,6 +9,7 @@ Hierarchy::
     RatchetError
     ├── ConfigError          ratchet.toml or a command-line option is wrong
     ├── GitError             git is missing, or the directory is not a repository
+    │   └── CleanupError         a worktree holds something that cannot be deleted
     ├── LedgerError          .ratchet/ledger.sqlite is damaged or unwritable
     ├── StorageError         Ratchet cannot write its own files (a full disk, permissions)
     ├── ProposalError        a proposer cannot start or cannot produce a proposal
@@ -29,6 +30,7 @@ __all__ = [
     "RatchetError",
     "ConfigError",
     "GitError",
+    "CleanupError",
     "LedgerError",
     "StorageError",
     "ProposalError",
@@ -52,6 +54,11 @@ class ConfigError(RatchetError):
 
 class GitError(RatchetError):
     """A git operation failed or git is unavailable."""
+
+
+class CleanupError(GitError):
+    """A worktree cannot be emptied (an immutable file, another user's file): the run
+    moves it aside and goes on in a fresh one (``workspace.fresh_worktree``)."""
 
 
 class LedgerError(RatchetError):

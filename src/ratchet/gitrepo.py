@@ -36,17 +36,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from .errors import GitError
+from .errors import CleanupError, GitError
 from .gitobjects import (
     SUBMODULE_MODE,
     TREE_MODE,
@@ -55,6 +55,7 @@ from .gitobjects import (
     build_tree,
     check_conflicts,
 )
+from .removal import remove_tree
 
 __all__ = ["Repo", "Worktree"]
 
@@ -140,23 +141,12 @@ def _run_git(
 # --- files in a worktree -----------------------------------------------------
 
 
-def _make_writable(func: Callable[..., object], path: str, _exc: object) -> None:
-    """rmtree error handler: a run may leave read-only directories; unlock and retry."""
-    parent = os.path.dirname(path)
-    os.chmod(parent, os.stat(parent).st_mode | stat.S_IRWXU)
-    if not os.path.islink(path) and os.path.isdir(path):
-        os.chmod(path, os.stat(path).st_mode | stat.S_IRWXU)
-    func(path)
-
-
 def _remove(path: str, is_dir: bool) -> None:
-    """Delete a file, symlink or whole directory (never following a link)."""
-    if not is_dir:
-        os.unlink(path)
-    elif sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=_make_writable)
+    """Delete a file, symlink or whole directory (never following a link, at any depth)."""
+    if is_dir:
+        remove_tree(path)
     else:
-        shutil.rmtree(path, onerror=_make_writable)
+        os.unlink(path)
 
 
 def _clean(root: Path, snapshot: Snapshot) -> None:
@@ -487,6 +477,32 @@ class Repo:
         points_back = os.path.realpath(back) == os.path.realpath(path / ".git")
         return admin if pointer.startswith("gitdir:") and inside and points_back else None
 
+    def abandon_worktree(self, path: Path, into: Path) -> Path:
+        """Move a worktree that cannot be cleaned to ``into`` and make git forget it.
+
+        Returns where it went. The next ``worktree(path, ...)`` then starts from
+        nothing; what could not be deleted waits in ``into`` for a person
+        (``ratchet doctor`` says how). Raises ``CleanupError`` when the
+        directory cannot even be moved.
+        """
+        path = Path(os.path.abspath(path))
+        quoted = shlex.quote(str(path))
+        record = self._worktree_record(path)
+        if record is not None and "locked" in record:
+            self._git("worktree", "unlock", str(path))
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        target = into / f"{path.name}-{stamp}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+        try:
+            into.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+        except OSError as exc:
+            raise CleanupError(
+                f"cannot move the worktree {path} out of the way: {exc}"
+                f" — delete it by hand (as root: `chattr -R -i -a {quoted}; rm -rf {quoted}`)"
+            ) from None
+        self.prune_worktrees()
+        return target
+
     def prune_worktrees(self) -> None:
         """Forget worktrees whose directories are gone (after a crash or a manual delete)."""
         self._git("worktree", "prune")
@@ -495,10 +511,10 @@ class Repo:
         """Unlock, delete leftovers, prune, then add the worktree afresh (unpopulated)."""
         if locked:
             self._git("worktree", "unlock", str(path))
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.exists():
-            _remove(str(path), True)
+        try:
+            remove_tree(path)
+        except OSError as exc:
+            raise CleanupError(f"cannot remove the old worktree {path}: {exc}") from None
         self.prune_worktrees()
         self._git("worktree", "add", "--detach", "--no-checkout", str(path), sha)
 
@@ -637,7 +653,7 @@ class Worktree:
         try:
             _clean(self.path, snapshot)
         except OSError as exc:
-            raise GitError(f"cannot clean worktree {self.path}: {exc}") from None
+            raise CleanupError(f"cannot clean worktree {self.path}: {exc}") from None
         self.repo._git(*self._pin, "reset", "--quiet", "--hard", sha, cwd=self.path)
 
     def commit(self, parent: str, edits: Mapping[str, str], message: str) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 from .atomic import write_atomically
 from .errors import LedgerError
 from .models import FINAL_STATUSES, Experiment, Usage
+from .safetext import printable
 
 __all__ = ["Ledger", "SCHEMA_VERSION"]
 
@@ -134,8 +135,8 @@ def _json(data: Mapping[str, Any] | None) -> str:
 
 
 def _single_line(text: str) -> str:
-    """A description fit for one TSV cell: tabs and line breaks become spaces."""
-    return " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split())
+    """A description fit for one TSV cell: printable, tabs and line breaks become spaces."""
+    return printable(text)
 
 
 class Ledger:

@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from .atomic import write_atomically
 from .models import Experiment
+from .safetext import printable
 
 __all__ = [
     "CONFIRMED",
@@ -179,7 +180,7 @@ def find_duplicate(
 
 
 def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
+    flat = printable(text)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

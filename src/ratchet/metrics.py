@@ -18,7 +18,9 @@ What a study's commands print (see DESIGN.md, "Metric protocol"):
   values keep ``nan``: a diverging run is exactly what a pruner wants to see.
 
 The metric's name is matched exactly (case-sensitive); the ``METRIC:`` tag and
-the ``nan``/``inf`` spellings in any case.
+the ``nan``/``inf`` spellings in any case. Numbers are written with ASCII digits
+only, in summary lines and JSON lines alike (``json`` already refuses others):
+a line with other digits is an ordinary log line.
 
 Anything else, malformed JSON included, is an ordinary log line. The parser
 never raises on a line. Text after the last carriage return of a line is what
@@ -35,7 +37,9 @@ from dataclasses import dataclass
 
 __all__ = ["ProgressPoint", "ParsedOutput", "MetricParser", "parse_output"]
 
-_NUMBER = r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|(?i:nan|inf(?:inity)?))"
+# ASCII digits only: Python's ``\d`` and ``float()`` also take Arabic-Indic or full-width
+# digits, so ``mse: ١٢`` would read as 12.0 — a line no person would take for a score.
+_NUMBER = r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|(?i:nan|inf(?:inity)?))"
 _KEY = r"[A-Za-z_][A-Za-z0-9_.\-/]*"
 _SUMMARY = re.compile(rf"\s*({_KEY})\s*:\s*({_NUMBER})\s*")
 _TAGGED = re.compile(rf"\s*(?i:METRIC):\s*({_KEY})\s*=\s*({_NUMBER})\s*")

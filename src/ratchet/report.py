@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.models import STATUSES, Experiment
+from ratchet.safetext import printable
 
 __all__ = ["Hit", "Summary", "summarize", "render_markdown", "write_report"]
 
@@ -154,7 +155,7 @@ def _where(e: Experiment) -> str:
 
 def _cell(text: str) -> str:
     """Text safe for one markdown table cell."""
-    return " ".join(text.split()).replace("|", "\\|")
+    return printable(text).replace("|", "\\|")
 
 
 def render_markdown(summary: Summary, *, metric_name: str, goal: str, title: str) -> str:
@@ -209,7 +210,7 @@ def _hits_table(hits: list[Hit], metric_name: str) -> list[str]:
 
 def _short(text: str) -> str:
     """A description short enough for a point label."""
-    text = " ".join(text.split())
+    text = printable(text)
     return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 3] + "..."
 
 

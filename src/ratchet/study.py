@@ -206,9 +206,46 @@ class Study(BaseModel):
 
 
 def matches(path: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    """Glob match on POSIX relative paths; ``**`` crosses directories."""
-    pure = PurePosixPath(path)
-    return any(pure.match(p) or fnmatch.fnmatch(path, p) for p in patterns)
+    """Glob match of a study-relative POSIX path, anchored at the study root.
+
+    ``train.py`` is the top-level file only (never ``sub/train.py`` or
+    ``-rf/train.py``); ``*`` and ``?`` stay within one path component, so
+    ``src/*.py`` is one level deep; a ``**`` component crosses any number of
+    directories (none included). The same files ``Path.glob`` finds, so what
+    is listed as editable and what a proposal may edit agree.
+    """
+    parts = path.split("/")
+    return any(_match_parts(parts, _components(pattern)) for pattern in patterns)
+
+
+def _components(pattern: str) -> list[str]:
+    """``./src//*.py`` is ``src/*.py``, as ``Path.glob`` reads it."""
+    return [part for part in pattern.split("/") if part not in ("", ".")]
+
+
+def _match_parts(parts: list[str], pattern: list[str]) -> bool:
+    """Component-by-component match; ``**`` is tried at every depth (no recursion)."""
+    states = {0}  # how many pattern components the path's prefix has matched, each way
+    for part in parts:
+        states = _closure(states, pattern)
+        states = {
+            i + 1 if pattern[i] != "**" else i
+            for i in states
+            if i < len(pattern) and (pattern[i] == "**" or fnmatch.fnmatchcase(part, pattern[i]))
+        }
+        if not states:
+            return False
+    return len(pattern) in _closure(states, pattern)
+
+
+def _closure(states: set[int], pattern: list[str]) -> set[int]:
+    """Add the states reached by letting each ``**`` match no component at all."""
+    done = set(states)
+    for i in sorted(states):
+        while i < len(pattern) and pattern[i] == "**":
+            i += 1
+            done.add(i)
+    return done
 
 
 def _expand(root: Path, patterns: tuple[str, ...] | list[str]) -> list[str]:

@@ -39,6 +39,7 @@ from .models import Experiment, Proposal
 from .observer import Observer
 from .policies.greedy import incumbent
 from .proposers.agent import AGENT_ENV
+from .safetext import printable
 from .sampling import remeasure_due
 from .study import Study
 from .workspace import STATE_DIR, Workspace
@@ -78,7 +79,7 @@ def format_line(result: TryResult, metric_name: str) -> str:
     exp = result.experiment
     line = f"{result.status} {metric_name}={_value(exp.metric)} (best {_value(result.best)})"
     if exp.status not in _WORD or exp.status == "unconfirmed":
-        reason = (exp.reason.splitlines() or [""])[0][:300]
+        reason = printable((exp.reason.splitlines() or [""])[0])[:300]
         line += f" — {exp.status}: {reason} (see `ratchet show {exp.id} --log`)"
     return line
 

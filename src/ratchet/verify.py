@@ -6,7 +6,11 @@ or None. The first failing stage decides; the loop records the proposal as
 
 - policy: editable paths only, nothing outside the study, in ``.git`` or
   ``.ratchet``, nothing protected, size limits, and a real change (symlinks
-  are checked against the worktree by ``Workspace.symlinked``);
+  are checked against the worktree by ``Workspace.symlinked``). Names a
+  shell, a terminal or a later tool could misread are refused whatever the
+  globs say: control or invisible characters, a component starting with
+  ``-`` (``-rf/train.py``), empty components (``a//b``). Reasons show the
+  name as a Python literal, so its control characters reach no terminal;
 - syntax: every edited ``.py`` file compiles;
 - lint: no *new* undefined name (F821) or redefinition of an unused name
   (F811) in an edited ``.py`` file, by ``ruff`` when it is installed (on PATH
@@ -93,6 +97,9 @@ def _policy(proposal: Proposal, study: Study) -> Rejection | None:
         path = normalize_path(raw)
         if path is None:
             return Rejection("policy", f"{raw!r} is outside the study directory")
+        unsafe = _unsafe_name(raw)
+        if unsafe:
+            return Rejection("policy", f"{raw!r} {unsafe}")
         if path.startswith(".git/") or path == ".git" or path.startswith(".ratchet"):
             return Rejection("policy", f"{path} is inside git or ratchet metadata")
         if study.is_protected(path):
@@ -101,6 +108,18 @@ def _policy(proposal: Proposal, study: Study) -> Rejection | None:
             return Rejection("policy", f"{path} is not an editable file of this study")
         if len(text.encode("utf-8")) > MAX_FILE_BYTES:
             return Rejection("policy", f"{path} would exceed {MAX_FILE_BYTES} bytes")
+    return None
+
+
+def _unsafe_name(raw: str) -> str | None:
+    """What makes a relative path's name unsafe to create, or None when it is plain."""
+    if not raw.isprintable():  # \n, ESC, NUL, bidi overrides, zero-width and odd spaces
+        return "has a control or invisible character in its name"
+    parts = [p for p in raw.replace("\\", "/").split("/") if p != "."]
+    if any(p.startswith("-") for p in parts):
+        return "has a name starting with '-', which commands would read as an option"
+    if "" in parts:
+        return "has an empty path component (a doubled or trailing '/')"
     return None
 
 

@@ -14,23 +14,25 @@ import fcntl
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .errors import ConfigError, LedgerError
+from .errors import CleanupError, ConfigError, LedgerError
 from .execute.phases import Candidate
 from .gitrepo import Repo, Worktree
 from .ledger import Ledger
 from .models import Experiment, Proposal
 from .observer import Observer
 from .policies.greedy import incumbent
+from .safetext import printable
 from .study import Study
 from .verify import normalize_path
 
-__all__ = ["STATE_DIR", "Workspace", "check_tag", "open_ledger"]
+__all__ = ["STATE_DIR", "ABANDONED_DIR", "Workspace", "check_tag", "fresh_worktree", "open_ledger"]
 
 STATE_DIR = ".ratchet"
+ABANDONED_DIR = "abandoned"  # under STATE_DIR: worktrees that could not be cleaned
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -61,6 +63,7 @@ class Workspace:
     study_rel: str
     pinned: dict[str, bytes]
     _lock: IO[str]
+    observer: Observer = field(default_factory=Observer)
 
     @property
     def state_dir(self) -> Path:
@@ -91,8 +94,8 @@ class Workspace:
         study_rel = study.root.relative_to(repo.root.resolve()).as_posix()
         try:
             head = _reconcile(repo, ledger, tag, observer)
-            worktree = repo.worktree(state / "worktrees" / tag, head)
-            workspace = cls(study, tag, repo, ledger, worktree, study_rel, {}, lock)
+            worktree = fresh_worktree(repo, state / "worktrees" / tag, head, observer)
+            workspace = cls(study, tag, repo, ledger, worktree, study_rel, {}, lock, observer)
             workspace.pinned = workspace._pin(observer)
             workspace._warn_uncommitted(observer)
         except BaseException:
@@ -110,8 +113,17 @@ class Workspace:
         return self.ledger.experiments(self.tag)
 
     def checkout(self, commit: str) -> dict[str, str]:
-        """Reset the worktree to ``commit``; return its editable files (study-relative)."""
-        self.worktree.reset(commit)
+        """Reset the worktree to ``commit``; return its editable files (study-relative).
+
+        A worktree a candidate left uncleanable is replaced, not retried: the
+        experiments already recorded keep their rows, and the run goes on.
+        """
+        try:
+            self.worktree.reset(commit)
+        except CleanupError as exc:
+            self.worktree = fresh_worktree(
+                self.repo, self.worktree.path, commit, self.observer, stuck=exc
+            )
         root = self.study_dir
         return {
             name: (root / name).read_text(encoding="utf-8", errors="replace")
@@ -130,7 +142,7 @@ class Workspace:
         """Write the proposal into the worktree as a commit on top of ``parent``."""
         prefix = "" if self.study_rel in ("", ".") else f"{self.study_rel}/"
         edits = {f"{prefix}{normalize_path(p)}": text for p, text in proposal.edits.items()}
-        message = f"{proposal.description or 'experiment'}\n\nRatchet-Tag: {self.tag}\n"
+        message = f"{printable(proposal.description) or 'experiment'}\n\nRatchet-Tag: {self.tag}\n"
         return self.worktree.commit(parent, edits, message)
 
     def check_candidate_pins(self) -> None:
@@ -219,6 +231,37 @@ class Workspace:
                     f"{mine} differs from the committed version ratchet would run"
                     f" — commit it (git commit -am ...) or restore it, then rerun"
                 )
+
+
+def fresh_worktree(
+    repo: Repo,
+    path: Path,
+    commit: str,
+    observer: Observer,
+    stuck: CleanupError | None = None,
+) -> Worktree:
+    """The worktree at ``path`` holding ``commit``; one that cannot be cleaned is replaced.
+
+    What a candidate made undeletable (an immutable file, another user's file)
+    is moved to ``.ratchet/abandoned/`` with a note saying why, git forgets
+    the old worktree, and a new one is checked out in its place, so no
+    leftover can block a tag. ``ratchet doctor`` reports what is waiting there.
+    """
+    if stuck is None:
+        try:
+            return repo.worktree(path, commit)
+        except CleanupError as exc:
+            stuck = exc
+    state = path.parent.parent  # .ratchet/worktrees/<name>
+    moved = repo.abandon_worktree(path, state / ABANDONED_DIR)
+    note = moved.with_name(moved.name + ".reason")
+    with contextlib.suppress(OSError):
+        note.write_text(f"{stuck}\n", encoding="utf-8")
+    observer.message(
+        f"warning: {stuck}; moved it to {moved} and started a fresh worktree"
+        " (`ratchet doctor` says how to delete it)"
+    )
+    return repo.worktree(path, commit)
 
 
 def _prefixes(path: str) -> list[str]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ..errors import ProposalsExhausted
 from ..models import Context, Experiment
+from ..safetext import printable
 
 __all__ = [
     "Prompt",
@@ -209,11 +210,11 @@ def _rows(context: Context) -> list[str]:
 
 def _row(e: Experiment, incumbent: float | None) -> str:
     delta = f"{e.metric - incumbent:+.4g}" if e.metric is not None and incumbent is not None else ""
-    text = e.description
+    text = printable(e.description)
     if e.reason and e.status not in ("keep", "discard", "baseline"):
-        reason = " / ".join(line.strip() for line in e.reason.splitlines() if line.strip())
+        reason = " / ".join(printable(line) for line in e.reason.splitlines() if line.strip())
         text += f" — {reason[:_REASON_CHARS]}"
-    text = text.replace("|", "\\|").replace("\n", " ")
+    text = text.replace("|", "\\|")
     return f"| {e.id} | {e.status} | {_number(e.metric)} | {delta} | {text} |\n"
 
 
@@ -260,7 +261,7 @@ def _journal(journal: str, room: int) -> tuple[str, bool]:
 
 def _failure(context: Context) -> str:
     """The tail of the last failed run's log, bounded in lines and characters."""
-    log = context.last_failure_log.strip()
+    log = printable(context.last_failure_log, keep_lines=True).strip()
     if not log:
         return ""
     tail = "\n".join(log.splitlines()[-FAILURE_LINES:])[-FAILURE_CHARS:]
