@@ -11,7 +11,7 @@ import pytest
 from conftest import FAST_TOML, make_repo, ratchet
 
 from ratchet.errors import ConfigError
-from ratchet.study import load_study
+from ratchet.study import load_study, matches
 
 
 def _study(tmp_path: Path, toml: str, files: dict[str, str] | None = None) -> Path:
@@ -74,6 +74,27 @@ def test_bad_config_cli_exit_2_without_traceback(tmp_path: Path, toml: str, expe
     assert done.returncode == 2
     assert expected in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "pattern", "expected"),
+    [
+        ("train.py", "train.py", True),
+        ("sub/train.py", "train.py", False),  # anchored at the study root, not a suffix
+        ("-rf/train.py", "train.py", False),
+        ("train.py", "*.py", True),
+        ("sub/train.py", "*.py", False),  # * stays within one component
+        ("src/model.py", "src/*.py", True),
+        ("src/deep/model.py", "src/*.py", False),
+        ("src/deep/model.py", "src/**/*.py", True),
+        ("src/model.py", "src/**/*.py", True),  # ** also matches no directory
+        ("a/b/c.txt", "**", True),
+        ("data/x.bin", "./data/*", True),
+        ("Train.py", "train.py", False),
+    ],
+)
+def test_patterns_are_anchored_globs(path: str, pattern: str, expected: bool) -> None:
+    assert matches(path, [pattern]) is expected
 
 
 def test_missing_config_names_init(tmp_path: Path) -> None:
