@@ -30,8 +30,10 @@ def printable(text: str, *, keep_lines: bool = False) -> str:
     ``\\r`` becomes a newline. Other control and format characters (ESC,
     NUL, DEL, C1 codes, bidi overrides, zero-width characters) are dropped.
     """
+    if text.isprintable():  # the common case, at C speed: results.tsv is rewritten per experiment
+        return text if keep_lines else " ".join(text.split())
     kept = []
-    for char in _ESCAPES.sub("", text):
+    for char in _ESCAPES.sub("", text.replace("\r\n", "\n") if keep_lines else text):
         if char.isprintable():
             kept.append(char)
         elif keep_lines and char in "\n\t":
