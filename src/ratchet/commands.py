@@ -36,7 +36,15 @@ from .removal import remove_tree
 from .safetext import printable
 from .study import CONFIG_NAME, Study, load_study
 from .trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
-from .workspace import ABANDONED_DIR, STATE_DIR, check_tag, fresh_worktree, lock_holder, open_ledger
+from .workspace import (
+    ABANDONED_DIR,
+    IN_PLACE,
+    STATE_DIR,
+    check_tag,
+    fresh_worktree,
+    lock_holder,
+    open_ledger,
+)
 
 __all__ = ["register"]
 
@@ -494,29 +502,43 @@ def _leftovers(abandoned: Path) -> list[tuple[str, bool, str]]:
     """Worktrees a run moved aside: deleted now if possible, else how a person can."""
     if not abandoned.is_dir():
         return []
-    stuck = []
+    stuck: list[tuple[Path, str]] = []
     for path in sorted(p for p in abandoned.iterdir() if p.suffix != ".reason"):
         try:
             remove_tree(path)
         except OSError as exc:
-            stuck.append((path, exc))
+            stuck.append((path, str(exc)))
             continue
         path.with_name(path.name + ".reason").unlink(missing_ok=True)
+    stuck += _left_in_place(abandoned)
     if not stuck:
         with contextlib.suppress(OSError):
             abandoned.rmdir()  # only when empty
         return []
-    path, exc = stuck[0]
+    path, why = stuck[0]
     quoted = shlex.quote(str(path))
-    more = f" (and {len(stuck) - 1} more there)" if len(stuck) > 1 else ""
+    more = f" (and {len(stuck) - 1} more)" if len(stuck) > 1 else ""
     return [
         (
             "leftovers",
             False,
-            f"cannot remove the abandoned worktree {path}{more}: {exc} — as root run"
+            f"cannot remove the abandoned worktree {path}{more}: {why} — as root run"
             f" `chattr -R -i -a {quoted} && rm -rf {quoted}`, then rerun ratchet doctor",
         )
     ]
+
+
+def _left_in_place(abandoned: Path) -> list[tuple[Path, str]]:
+    """Worktrees a run could not even move (never deleted here: a run may use the name
+    again once they are fixed); a note whose worktree is gone is dropped."""
+    found = []
+    for note in sorted(abandoned.glob(f"*{IN_PLACE}")):
+        where, _, why = note.read_text(encoding="utf-8", errors="replace").partition("\n")
+        if Path(where).exists():
+            found.append((Path(where), why.strip()))
+        else:
+            note.unlink(missing_ok=True)
+    return found
 
 
 def _check(name: str, probe: Callable[[], str]) -> tuple[str, bool, str]:

@@ -671,6 +671,8 @@ class Worktree:
                 _write_file(self.path, rel, data)
             blobs = {rel: self.repo._objects.write("blob", data) for rel, data in files.items()}
             tree, new_snapshot = build_tree(self.repo._objects, snapshot, blobs)
+        except PermissionError as exc:  # something the last run left locked
+            raise CleanupError(f"cannot write the edits into {self.path}: {exc}") from None
         except OSError as exc:
             raise GitError(f"cannot write the edits into {self.path}: {exc}") from None
         sha = self.repo._commit_tree(tree, parent_sha, message)

@@ -29,10 +29,20 @@ from .safetext import printable
 from .study import Study
 from .verify import normalize_path
 
-__all__ = ["STATE_DIR", "ABANDONED_DIR", "Workspace", "check_tag", "fresh_worktree", "open_ledger"]
+__all__ = [
+    "STATE_DIR",
+    "ABANDONED_DIR",
+    "IN_PLACE",
+    "Workspace",
+    "check_tag",
+    "fresh_worktree",
+    "open_ledger",
+]
 
 STATE_DIR = ".ratchet"
 ABANDONED_DIR = "abandoned"  # under STATE_DIR: worktrees that could not be cleaned
+SPARES = 3  # worktrees tried next to one that can be neither cleaned nor moved
+IN_PLACE = ".in-place.reason"  # the note, under ABANDONED_DIR, of a worktree that could not move
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -139,11 +149,21 @@ class Workspace:
         return None
 
     def commit(self, parent: str, proposal: Proposal) -> str:
-        """Write the proposal into the worktree as a commit on top of ``parent``."""
+        """Write the proposal into the worktree as a commit on top of ``parent``.
+
+        A worktree that refuses the files (a directory a candidate made
+        immutable) is replaced as in ``checkout``, and the commit made there.
+        """
         prefix = "" if self.study_rel in ("", ".") else f"{self.study_rel}/"
         edits = {f"{prefix}{normalize_path(p)}": text for p, text in proposal.edits.items()}
         message = f"{printable(proposal.description) or 'experiment'}\n\nRatchet-Tag: {self.tag}\n"
-        return self.worktree.commit(parent, edits, message)
+        try:
+            return self.worktree.commit(parent, edits, message)
+        except CleanupError as exc:
+            self.worktree = fresh_worktree(
+                self.repo, self.worktree.path, parent, self.observer, stuck=exc
+            )
+            return self.worktree.commit(parent, edits, message)
 
     def check_candidate_pins(self) -> None:
         """The candidate tree's protected files must be the pinned ones, or it would run
@@ -246,22 +266,42 @@ def fresh_worktree(
     is moved to ``.ratchet/abandoned/`` with a note saying why, git forgets
     the old worktree, and a new one is checked out in its place, so no
     leftover can block a tag. ``ratchet doctor`` reports what is waiting there.
+    A worktree that cannot even be moved (its own directory made immutable)
+    is left where it is, and a spare next to it (``<name>+1``, ...; no tag
+    can be spelled so) is used instead, on this run and on every resume.
     """
-    if stuck is None:
+    spares = [path, *(path.with_name(f"{path.name}+{n}") for n in range(1, SPARES + 1))]
+    for where in spares:
+        if stuck is None:
+            try:
+                return repo.worktree(where, commit)
+            except CleanupError as exc:
+                stuck = exc
+        abandoned = path.parent.parent / ABANDONED_DIR
         try:
-            return repo.worktree(path, commit)
+            moved = repo.abandon_worktree(where, abandoned)
         except CleanupError as exc:
-            stuck = exc
-    state = path.parent.parent  # .ratchet/worktrees/<name>
-    moved = repo.abandon_worktree(path, state / ABANDONED_DIR)
-    note = moved.with_name(moved.name + ".reason")
-    with contextlib.suppress(OSError):
-        note.write_text(f"{stuck}\n", encoding="utf-8")
-    observer.message(
-        f"warning: {stuck}; moved it to {moved} and started a fresh worktree"
-        " (`ratchet doctor` says how to delete it)"
+            observer.message(f"warning: {stuck}; {exc}; trying a spare worktree")
+            _note(abandoned / f"{where.name}{IN_PLACE}", f"{where}\n{stuck}; {exc}\n")
+            stuck = None
+            continue
+        _note(moved.with_name(moved.name + ".reason"), f"{stuck}\n")
+        observer.message(
+            f"warning: {stuck}; moved it to {moved} and started a fresh worktree"
+            " (`ratchet doctor` says how to delete it)"
+        )
+        return repo.worktree(where, commit)
+    raise CleanupError(
+        f"{path} and its {SPARES} spares next to it can neither be cleaned nor moved"
+        f" — as root run `chattr -R -i -a {path.parent}` and delete them, then rerun"
     )
-    return repo.worktree(path, commit)
+
+
+def _note(path: Path, text: str) -> None:
+    """Why a worktree was left behind, for ``ratchet doctor`` (best effort: a note)."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
 
 
 def _prefixes(path: str) -> list[str]:

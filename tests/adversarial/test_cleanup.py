@@ -1,6 +1,6 @@
 """What a candidate leaves in its worktree can never block the tag.
 
-Two leftovers, at ``process`` and ``bwrap``:
+Three leftovers, at ``process`` and ``bwrap``:
 
 - a directory chain 2,000 deep (``shutil.rmtree`` raised ``RecursionError``
   on it: an internal error at the next experiment and at every resume): it is
@@ -12,7 +12,10 @@ Two leftovers, at ``process`` and ``bwrap``:
   place, the experiments keep their rows, the run goes on, and ``ratchet
   doctor`` reports the leftover with the command that removes it. Under
   ``bwrap`` the candidate's root is not root on the host filesystem, so the
-  flag cannot be set and there is nothing to abandon.
+  flag cannot be set and there is nothing to abandon;
+- the worktree's own directory made immutable, so it can be neither cleaned
+  nor moved: it stays where it is, noted for ``doctor``, and a spare
+  worktree (``main+1``) is used from then on.
 
 The same leftovers planted between two runs of a tag (the resume path) are
 handled the same way.
@@ -21,11 +24,10 @@ handled the same way.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,7 +57,19 @@ IMMUTABLE = (
     "subprocess.run(['chattr', '+i', 'stuck/f'])\n"
     "print('score: 4.8')\n"
 )
-ATTACKS = [attack("deep directory chain", DEEP), attack("immutable file", IMMUTABLE)]
+IMMOVABLE = (
+    "import subprocess\n"
+    "with open('junk', 'w') as out:\n"
+    "    out.write('x')\n"
+    "subprocess.run(['chattr', '+i', '.'])\n"
+    "print('score: 4.7')\n"
+)
+ATTACKS = [
+    attack("deep directory chain", DEEP),
+    attack("immutable file", IMMUTABLE),
+    attack("immutable worktree", IMMOVABLE),
+]
+ROWS = [a["description"] for a in ATTACKS]
 
 
 def _can_set_immutable(where: Path) -> bool:
@@ -94,42 +108,53 @@ def _abandoned(study: Hostile) -> list[Path]:
     return sorted(p for p in where.iterdir() if p.suffix != ".reason") if where.is_dir() else []
 
 
-def test_the_run_goes_on_after_both_leftovers(attacked: Hostile) -> None:
-    assert attacked.row("deep directory chain")["status"] == "keep"
-    assert attacked.row("immutable file")["status"] == "keep"
+def _immutable_here(study: Hostile) -> bool:
+    """Whether the candidates of this study could set the flag (root, process level)."""
+    return study.level == "process" and _can_set_immutable(study.tmp)
+
+
+def test_the_run_goes_on_after_every_leftover(attacked: Hostile) -> None:
+    assert [attacked.row(d)["status"] for d in ROWS] == ["keep"] * len(ROWS)
     assert_intact(attacked)
-    worktree = attacked.root / ".ratchet" / "worktrees" / "main"
-    assert not (worktree / "deep").exists() and not (worktree / "stuck").exists()
+    worktrees = attacked.root / ".ratchet" / "worktrees"
+    live = worktrees / ("main+1" if _immutable_here(attacked) else "main")
+    assert sorted(p.name for p in live.iterdir()) == [".git", "attack.py", "check.sh",
+                                                        "program.md", "ratchet.toml"]
     listed = git(attacked.root, "worktree", "list", "--porcelain")
-    assert listed.count("worktree ") == 2 and "prunable" not in listed, listed
+    assert "prunable" not in listed, listed
+    assert listed.count("worktree ") == (3 if _immutable_here(attacked) else 2), listed
 
 
-def test_an_immutable_leftover_is_abandoned_and_reported(attacked: Hostile) -> None:
-    moved = _abandoned(attacked)
-    if attacked.level == "bwrap":  # the candidate cannot set the flag on the host's files
-        assert moved == []
+def test_leftovers_are_abandoned_and_doctor_names_them(attacked: Hostile) -> None:
+    if not _immutable_here(attacked):  # under bwrap the flag cannot be set on host files
+        assert _abandoned(attacked) == []
+        assert not (attacked.root / ".ratchet" / "worktrees" / "main+1").exists()
         return
-    if not _can_set_immutable(attacked.tmp):
-        pytest.skip("chattr +i needs root on a filesystem with file attributes")
-    [where] = moved
-    assert (where / "stuck" / "f").is_file()
-    reason = where.with_name(where.name + ".reason").read_text()
+    [moved] = _abandoned(attacked)
+    assert (moved / "stuck" / "f").is_file()
+    reason = moved.with_name(moved.name + ".reason").read_text()
     assert "stuck/f: Operation not permitted" in reason
-    assert f"moved it to {where}" in attacked.done.stdout.replace("\n", "")
-    _doctor_reports_then_clears(attacked, where)
+    printed = attacked.done.stdout.replace("\n", "")
+    assert f"moved it to {moved}" in printed and "trying a spare worktree" in printed
+    in_place = attacked.root / ".ratchet" / "worktrees" / "main"
+    assert _doctor_until_clean(attacked) == sorted([str(moved), str(in_place)])
+    assert not moved.exists() and not in_place.exists()
 
 
-def _doctor_reports_then_clears(study: Hostile, where: Path) -> None:
-    """``doctor`` names the leftover and the command; after that command, it is gone."""
-    done = ratchet("doctor", str(study.root))
-    assert done.returncode == 1, done.stdout
-    [line] = [row for row in done.stdout.splitlines() if "leftovers" in row]
-    assert line.startswith("BAD leftovers") and str(where) in line
-    command = re.search(r"`(chattr -R -i -a .*? && rm -rf .*?)`", done.stdout)
-    assert command is not None, done.stdout
-    subprocess.run(["bash", "-c", command.group(1)], check=True)
-    again = ratchet("doctor", str(study.root))
-    assert "leftovers" not in again.stdout and not where.exists(), again.stdout
+def _doctor_until_clean(study: Hostile) -> list[str]:
+    """Run ``doctor``, then the command it names, until it reports no leftover."""
+    named = []
+    for _ in range(4):
+        done = ratchet("doctor", str(study.root))
+        lines = [row for row in done.stdout.splitlines() if "leftovers" in row]
+        if not lines:
+            return sorted(named)
+        assert done.returncode == 1 and lines[0].startswith("BAD leftovers"), done.stdout
+        found = re.search(r"worktree (\S+).*`(chattr -R -i -a .*? && rm -rf .*?)`", lines[0])
+        assert found is not None, lines[0]
+        named.append(found.group(1).rstrip(":"))
+        subprocess.run(["bash", "-c", found.group(2)], check=True)
+    raise AssertionError(f"doctor still reports leftovers: {named}")
 
 
 def _plant_deep(root: Path) -> None:
@@ -142,23 +167,43 @@ def _plant_deep(root: Path) -> None:
     os.close(fd)
 
 
-def test_leftovers_planted_between_runs_do_not_block_a_resume(attacked: Hostile) -> None:
-    if attacked.level == "bwrap":
-        pytest.skip("the resume path does not depend on the level")
-    worktree = attacked.root / ".ratchet" / "worktrees" / "main"
-    (worktree / "planted-deep").mkdir()
-    _plant_deep(worktree / "planted-deep")
-    immutable = _can_set_immutable(attacked.tmp)
-    if immutable:
-        (worktree / "planted-stuck").mkdir()
-        (worktree / "planted-stuck" / "f").write_text("x")
-        subprocess.run(["chattr", "+i", str(worktree / "planted-stuck" / "f")], check=True)
-    before = _abandoned(attacked)
-    replay = attacked.tmp / "proposals.jsonl"
+def _plant_immutable(worktree: Path) -> None:
+    (worktree / "stuck").mkdir()
+    (worktree / "stuck" / "f").write_text("x")
+    subprocess.run(["chattr", "+i", str(worktree / "stuck" / "f")], check=True)
+
+
+def _plant_immovable(worktree: Path) -> None:
+    (worktree / "junk").write_text("x")
+    subprocess.run(["chattr", "+i", str(worktree)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("plant", "abandoned", "live"),
+    [(_plant_deep, 0, "main"), (_plant_immutable, 1, "main"), (_plant_immovable, 0, "main+1")],
+    ids=["deep", "immutable file", "immutable worktree"],
+)
+def test_leftovers_planted_between_runs_do_not_block_a_resume(
+    module_git: None, tmp_path: Path, plant: Callable[[Path], None], abandoned: int, live: str
+) -> None:
+    if plant is not _plant_deep and not _can_set_immutable(tmp_path):
+        pytest.skip("chattr +i needs root on a filesystem with file attributes")
+    study = build(tmp_path, sandbox="process")
+    replay = tmp_path / "proposals.jsonl"
+    replay.write_text("")
     args = ["--proposer", "replay", "--replay", str(replay), "--max-experiments", "0"]
-    done = ratchet("run", str(attacked.root), *args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert not (worktree / "planted-deep").exists() and not (worktree / "planted-stuck").exists()
-    rows = json.loads(ratchet("log", str(attacked.root), "--json").stdout)
-    assert [r["status"] for r in rows] == [r["status"] for r in attacked.rows]
-    assert len(_abandoned(attacked)) == len(before) + immutable
+    try:
+        assert ratchet("run", str(study.root), *args).returncode == 0
+        worktrees = study.root / ".ratchet" / "worktrees"
+        if plant is _plant_deep:
+            (worktrees / "main" / "deep").mkdir()
+        plant(worktrees / "main" / "deep" if plant is _plant_deep else worktrees / "main")
+        done = ratchet("run", str(study.root), *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not (worktrees / live / "deep").exists() and not (worktrees / live / "junk").exists()
+        assert (worktrees / live / "attack.py").is_file()
+        assert len(_abandoned(study)) == abandoned
+        again = ratchet("run", str(study.root), *args)  # and every later resume
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        _tidy(tmp_path)
