@@ -654,7 +654,10 @@ class Worktree:
             _clean(self.path, snapshot)
         except OSError as exc:
             raise CleanupError(f"cannot clean worktree {self.path}: {exc}") from None
-        self.repo._git(*self._pin, "reset", "--quiet", "--hard", sha, cwd=self.path)
+        try:
+            self.repo._git(*self._pin, "reset", "--quiet", "--hard", sha, cwd=self.path)
+        except GitError as exc:  # e.g. "unable to unlink old 'train.py'": a file left locked
+            raise CleanupError(f"cannot reset worktree {self.path}: {exc}") from None
 
     def commit(self, parent: str, edits: Mapping[str, str], message: str) -> str:
         """Write ``edits`` (repo-relative path → full text) and commit them on ``parent``.

@@ -57,6 +57,11 @@ IMMUTABLE = (
     "subprocess.run(['chattr', '+i', 'stuck/f'])\n"
     "print('score: 4.8')\n"
 )
+LOCKED = (  # a tracked file, and a score that is discarded: the reset must rewrite it
+    "import subprocess\n"
+    "subprocess.run(['chattr', '+i', 'attack.py'])\n"
+    "print('score: 5.5')\n"
+)
 IMMOVABLE = (
     "import subprocess\n"
     "with open('junk', 'w') as out:\n"
@@ -67,6 +72,7 @@ IMMOVABLE = (
 ATTACKS = [
     attack("deep directory chain", DEEP),
     attack("immutable file", IMMUTABLE),
+    attack("immutable tracked file", LOCKED),
     attack("immutable worktree", IMMOVABLE),
 ]
 ROWS = [a["description"] for a in ATTACKS]
@@ -114,7 +120,8 @@ def _immutable_here(study: Hostile) -> bool:
 
 
 def test_the_run_goes_on_after_every_leftover(attacked: Hostile) -> None:
-    assert [attacked.row(d)["status"] for d in ROWS] == ["keep"] * len(ROWS)
+    statuses = [attacked.row(d)["status"] for d in ROWS]
+    assert statuses == ["keep", "keep", "discard", "keep"]
     assert_intact(attacked)
     worktrees = attacked.root / ".ratchet" / "worktrees"
     live = worktrees / ("main+1" if _immutable_here(attacked) else "main")
@@ -130,15 +137,18 @@ def test_leftovers_are_abandoned_and_doctor_names_them(attacked: Hostile) -> Non
         assert _abandoned(attacked) == []
         assert not (attacked.root / ".ratchet" / "worktrees" / "main+1").exists()
         return
-    [moved] = _abandoned(attacked)
-    assert (moved / "stuck" / "f").is_file()
-    reason = moved.with_name(moved.name + ".reason").read_text()
+    [tracked, file] = sorted(_abandoned(attacked), key=lambda p: (p / "stuck").exists())
+    assert (file / "stuck" / "f").is_file() and (tracked / "attack.py").is_file()
+    reason = file.with_name(file.name + ".reason").read_text()
     assert "stuck/f: Operation not permitted" in reason
+    reason = tracked.with_name(tracked.name + ".reason").read_text()
+    assert "unable to unlink old 'attack.py': Operation not permitted" in reason
     printed = attacked.done.stdout.replace("\n", "")
-    assert f"moved it to {moved}" in printed and "trying a spare worktree" in printed
+    assert f"moved it to {file}" in printed and f"moved it to {tracked}" in printed
+    assert "trying a spare worktree" in printed
     in_place = attacked.root / ".ratchet" / "worktrees" / "main"
-    assert _doctor_until_clean(attacked) == sorted([str(moved), str(in_place)])
-    assert not moved.exists() and not in_place.exists()
+    assert _doctor_until_clean(attacked) == sorted(map(str, [file, tracked, in_place]))
+    assert not file.exists() and not tracked.exists() and not in_place.exists()
 
 
 def _doctor_until_clean(study: Hostile) -> list[str]:
