@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.print(
         f"tag {summary.tag}: {summary.ran} experiments this run, {summary.kept} kept in all;"
         f" {study.metric.name} {format_metric(summary.baseline)} → {format_metric(summary.best)}"
-        f" ({change}); stopped: {summary.stopped}"
+        f" ({change}); stopped: {printable(summary.stopped)}"
     )
     out.print(f"results: {study.root / STATE_DIR / 'results.tsv'}   branch: ratchet/{summary.tag}")
     return 0

@@ -53,6 +53,7 @@ from ..execute.phases import last_line
 from ..execute.runner import RunResult, RunSpec, run_command
 from ..gitrepo import Repo
 from ..models import Context, Experiment, Proposal
+from ..safetext import printable
 from ..study import Study
 
 __all__ = [
@@ -379,7 +380,8 @@ def agent_prompt(context: Context, study: Study) -> str:
     if context.journal.strip():
         parts.append("## Lessons so far\n" + context.journal.strip())
     if context.last_failure_log.strip():
-        parts.append("## Output of the last failed experiment\n" + context.last_failure_log[-2000:])
+        failure = printable(context.last_failure_log[-2000:], keep_lines=True)
+        parts.append("## Output of the last failed experiment\n" + failure)
     return "\n\n".join(parts) + "\n"
 
 
@@ -387,8 +389,8 @@ def _history(history: list[Experiment], tag: str) -> str:
     lines = []
     for e in [e for e in history if e.tag == tag][-HISTORY_ROWS:]:
         measured = e.status in ("keep", "discard", "baseline")
-        why = f" ({e.reason.splitlines()[0][:160]})" if e.reason and not measured else ""
-        lines.append(f"#{e.id} {e.status} {_value(e.metric)} {e.description}{why}")
+        why = f" ({printable(e.reason.splitlines()[0])[:160]})" if e.reason and not measured else ""
+        lines.append(f"#{e.id} {e.status} {_value(e.metric)} {printable(e.description)}{why}")
     return "\n".join(lines)
 
 
