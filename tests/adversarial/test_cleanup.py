@@ -24,6 +24,7 @@ handled the same way.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -35,7 +36,7 @@ from conftest import git, ratchet
 
 from ratchet.removal import remove_tree
 
-from .conftest import Hostile, assert_intact, attack, build, needs_bwrap, run_attacks
+from .conftest import BENIGN, Hostile, assert_intact, attack, build, needs_bwrap, run_attacks
 
 DEPTH = 2000
 DEEP = (
@@ -188,32 +189,42 @@ def _plant_immovable(worktree: Path) -> None:
     subprocess.run(["chattr", "+i", str(worktree)], check=True)
 
 
+@pytest.mark.parametrize("level", ["process", pytest.param("bwrap", marks=needs_bwrap)])
 @pytest.mark.parametrize(
     ("plant", "abandoned", "live"),
     [(_plant_deep, 0, "main"), (_plant_immutable, 1, "main"), (_plant_immovable, 0, "main+1")],
     ids=["deep", "immutable file", "immutable worktree"],
 )
 def test_leftovers_planted_between_runs_do_not_block_a_resume(
-    module_git: None, tmp_path: Path, plant: Callable[[Path], None], abandoned: int, live: str
+    module_git: None,
+    tmp_path: Path,
+    level: str,
+    plant: Callable[[Path], None],
+    abandoned: int,
+    live: str,
 ) -> None:
+    """Planted by hand (as root) after the baseline; the resumed run measures a candidate
+    in the worktree it ends up with, and every later resume starts too."""
     if plant is not _plant_deep and not _can_set_immutable(tmp_path):
         pytest.skip("chattr +i needs root on a filesystem with file attributes")
-    study = build(tmp_path, sandbox="process")
+    study = build(tmp_path, sandbox=level)
     replay = tmp_path / "proposals.jsonl"
-    replay.write_text("")
-    args = ["--proposer", "replay", "--replay", str(replay), "--max-experiments", "0"]
+    replay.write_text(json.dumps(BENIGN) + "\n")
+    args = ["--proposer", "replay", "--replay", str(replay), "--max-experiments"]
     try:
-        assert ratchet("run", str(study.root), *args).returncode == 0
+        assert ratchet("run", str(study.root), *args, "0").returncode == 0
         worktrees = study.root / ".ratchet" / "worktrees"
         if plant is _plant_deep:
             (worktrees / "main" / "deep").mkdir()
         plant(worktrees / "main" / "deep" if plant is _plant_deep else worktrees / "main")
-        done = ratchet("run", str(study.root), *args)
+        done = ratchet("run", str(study.root), *args, "1")
         assert done.returncode == 0, done.stdout + done.stderr
+        rows = json.loads(ratchet("log", str(study.root), "--json").stdout)
+        assert [(r["status"], r["metric"]) for r in rows] == [("baseline", 5.0), ("keep", 4.0)]
         assert not (worktrees / live / "deep").exists() and not (worktrees / live / "junk").exists()
-        assert (worktrees / live / "attack.py").is_file()
+        assert (worktrees / live / "attack.py").read_text() == BENIGN["edits"]["attack.py"]
         assert len(_abandoned(study)) == abandoned
-        again = ratchet("run", str(study.root), *args)  # and every later resume
+        again = ratchet("run", str(study.root), *args, "0")  # and every later resume
         assert again.returncode == 0, again.stdout + again.stderr
     finally:
         _tidy(tmp_path)
