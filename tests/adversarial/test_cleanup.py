@@ -126,8 +126,8 @@ def test_the_run_goes_on_after_every_leftover(attacked: Hostile) -> None:
     assert_intact(attacked)
     worktrees = attacked.root / ".ratchet" / "worktrees"
     live = worktrees / ("main+1" if _immutable_here(attacked) else "main")
-    assert sorted(p.name for p in live.iterdir()) == [".git", "attack.py", "check.sh",
-                                                        "program.md", "ratchet.toml"]
+    files = [".git", "attack.py", "check.sh", "program.md", "ratchet.toml"]
+    assert sorted(p.name for p in live.iterdir()) == files
     listed = git(attacked.root, "worktree", "list", "--porcelain")
     assert "prunable" not in listed, listed
     assert listed.count("worktree ") == (3 if _immutable_here(attacked) else 2), listed

@@ -97,6 +97,7 @@ def attacked(module_git: None, tmp_path_factory: pytest.TempPathFactory) -> Host
             "policy: '-n' has a name starting with '-', which commands would read as an option",
         ),
     ],
+    ids=["dash directory", "newline", "escape", "doubled slash", "suffix match", "dash file"],
 )
 def test_paths_outside_the_anchored_patterns_are_rejected(
     attacked: Hostile, description: str, reason: str
@@ -116,8 +117,8 @@ def test_non_ascii_digits_are_not_a_metric(attacked: Hostile, description: str) 
         assert (row["status"], row["metric"]) == ("keep", 4.5)
         return
     assert (row["status"], row["metric"]) == ("crash", None)
-    assert row["reason"].endswith("no line 'score: VALUE' (or METRIC:score=VALUE, or a JSON"
-                                  ' line with "score") in the output')
+    missing = "no line 'score: VALUE' (or METRIC:score=VALUE, or a JSON line with \"score\")"
+    assert row["reason"].endswith(f"{missing} in the output"), row["reason"]
 
 
 def test_control_characters_never_reach_the_console(attacked: Hostile) -> None:
@@ -195,8 +196,8 @@ def test_no_odd_name_reached_the_branch(attacked: Hostile) -> None:
         capture_output=True,
         check=True,
     ).stdout.split(b"\0")
-    assert sorted(n for n in names if n) == [b"attack.py", b"check.sh", b"program.md",
-                                             b"ratchet.toml"]
+    files = [b"attack.py", b"check.sh", b"program.md", b"ratchet.toml"]
+    assert sorted(n for n in names if n) == files
 
 
 def test_the_loop_went_on_and_the_checkout_is_intact(attacked: Hostile) -> None:
