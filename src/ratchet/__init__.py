@@ -4,6 +4,7 @@ The names below are the library's public face; everything else is internal.
 """
 
 from .errors import (
+    CleanupError,
     ConfigError,
     ExperimentCrashed,
     ExperimentError,
@@ -44,6 +45,7 @@ __all__ = [
     "RatchetError",
     "ConfigError",
     "GitError",
+    "CleanupError",
     "LedgerError",
     "ProposalError",
     "ProposalsExhausted",
