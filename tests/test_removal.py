@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from ratchet.removal import remove_tree
 
@@ -57,3 +60,21 @@ def test_a_file_and_a_missing_path(tmp_path: Path) -> None:
     remove_tree(tmp_path / "f")
     remove_tree(tmp_path / "nothing")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_what_cannot_be_removed_is_named_escaped(tmp_path: Path) -> None:
+    locked = tmp_path / "tree" / "sub" / "\x1b[2Jname"
+    locked.parent.mkdir(parents=True)
+    locked.write_text("x")
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i needs root on a filesystem with file attributes")
+    try:
+        with pytest.raises(OSError) as caught:
+            remove_tree(tmp_path / "tree")
+        assert str(caught.value) == (
+            f"[Errno 1] cannot remove {tmp_path}/tree/sub/\\x1b[2Jname: Operation not permitted"
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    remove_tree(tmp_path / "tree")
+    assert not (tmp_path / "tree").exists()

@@ -478,7 +478,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     ]
     checks += _doctor_study(Path(args.dir))
     for name, ok, detail in checks:
-        out.print(f"{'ok ' if ok else 'BAD'} {name:<10} {detail}")
+        out.print(f"{'ok ' if ok else 'BAD'} {name:<10} {printable(detail)}")
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 

@@ -69,7 +69,7 @@ def _remove_dir(top: int, name: str, path: str) -> None:
                 os.close(fd)
                 fd = new
                 levels.append(_Level(child, _ident(fd)))
-                levels[-1].pending = _clear(fd, path, [level.name for level in levels[1:]])
+                levels[-1].pending = _clear(fd, path, [done.name for done in levels[1:]])
                 continue
             below = [done.name for done in levels[1:]]
             levels.pop()
@@ -138,7 +138,9 @@ def _ident(fd: int) -> tuple[int, int]:
 
 
 def _shown(full: str) -> str:
-    """The failing entry's path for a message, its middle cut when the tree is deep."""
+    """The failing entry's path for a message: a candidate chose the names, so control
+    characters are escaped as in Python literals, and the middle of a deep path is cut."""
+    full = "".join(c if c.isprintable() else repr(c)[1:-1] for c in full)
     if len(full) <= _SHOWN_CHARS:
         return full
     return f"{full[: _SHOWN_CHARS // 2]}...{full[-_SHOWN_CHARS // 2 :]}"
