@@ -15,7 +15,7 @@ from ratchet.proposers import ReplayProposer
 
 # value.txt is a shell script (the run phase); check.sh scores what it left in out.txt.
 EVAL_TOML = FAST_TOML.replace(
-    "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\n\n[metric]'
+    "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\ninputs = ["out.txt"]\n\n[metric]'
 ).replace('command = "cat value.txt"', 'command = "sh value.txt"')
 
 
