@@ -6,10 +6,14 @@ They are imported on first use: a sealed evaluator that only needs
 evaluation (``import ratchet`` eagerly costs ~0.3 s).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
+import importlib
+
+TYPE_CHECKING = False  # not typing's: importing typing alone costs an evaluator milliseconds
 if TYPE_CHECKING:  # the names resolve lazily (below); type checkers see them here
+    from typing import Any
+
     from .errors import (
         ConfigError,
         ExperimentCrashed,
