@@ -4,8 +4,10 @@ The rule: **the evaluation never runs, imports or trusts anything the
 candidate wrote, except the outputs it declares.** So a fixed phase never
 runs in the candidate's worktree, where the run phase could have left a
 ``json.py`` next to ``evaluate.py`` or a forged ``__pycache__/*.pyc``. It
-runs in a fresh directory (``tempfile.mkdtemp``: outside every worktree and
-the user's repository, removed after the phase) laid out as::
+runs in a fresh directory (``tempfile.mkdtemp``: in ``TMPDIR`` when that is
+set, else in ``/dev/shm`` when the inputs are small and it has room, else in
+the system's temporary directory; outside every worktree and the user's
+repository, removed after the phase) laid out as::
 
     <sealed>/work/   the phase's working directory: the pinned protected files
                      (from the bytes pinned when the tag started, never from the
@@ -62,6 +64,9 @@ __all__ = [
 
 REPORT_FD_ENV = "RATCHET_REPORT_FD"  # the same name as ratchet.evaluation.REPORT_FD_ENV
 _PIPE_FD_FLOOR = 10  # above the runner's gate descriptor (3) and the standard three
+_SHM = "/dev/shm"
+_SHM_MAX_INPUT = 32_000_000  # declared inputs + pinned files up to this go to memory
+_SHM_MIN_FREE = 512_000_000  # ...when the memory filesystem has this much room
 _PYTHON_OFF = ("PYTHONPYCACHEPREFIX", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONINSPECT")
 
 
@@ -89,7 +94,8 @@ def sealed_dir(
     ``source`` is the candidate's study directory, where the declared
     ``inputs`` are read from. Raises ``SealProblem`` for a bad input.
     """
-    root = Path(tempfile.mkdtemp(prefix="ratchet-sealed-"))
+    size = sum(_input_bytes(source, name) for name in inputs) + sum(map(len, pinned.values()))
+    root = Path(tempfile.mkdtemp(prefix="ratchet-sealed-", dir=_parent(size)))
     read_end, write_end = os.pipe()
     report_w = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, _PIPE_FD_FLOOR)
     os.close(write_end)
@@ -114,6 +120,48 @@ def sealed_dir(
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _parent(size: int, shm: str = _SHM) -> str | None:
+    """Where a sealed directory of ``size`` bytes goes: memory when small and roomy, else TMPDIR.
+
+    On a busy disk a directory created and removed costs milliseconds (ext4's
+    journal); on tmpfs it costs microseconds. Large inputs (a model) stay on
+    disk, and a ``TMPDIR`` the user set always wins.
+    """
+    if os.environ.get("TMPDIR") or size > _SHM_MAX_INPUT:
+        return None
+    if not os.path.isdir(shm) or not os.access(shm, os.W_OK | os.X_OK):
+        return None
+    try:
+        usage = os.statvfs(shm)
+    except OSError:
+        return None
+    return shm if usage.f_bavail * usage.f_frsize >= _SHM_MIN_FREE else None
+
+
+def _input_bytes(source: Path, name: str) -> int:
+    """The size of a declared input, or SealProblem naming what is wrong with it."""
+    path = source / name
+    for parent in [*reversed(Path(name).parents)][1:]:
+        if (source / parent).is_symlink():
+            raise SealProblem(f"declared input {name}: {parent} is a symlink")
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise SealProblem(
+            f"declared input {name} is missing: the run phase did not write it"
+        ) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise SealProblem(f"declared input {name} is a symlink; inputs must be regular files")
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size
+    if not stat.S_ISDIR(info.st_mode):
+        raise SealProblem(f"declared input {name} is not a regular file or directory")
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        total += sum(os.lstat(os.path.join(root, f)).st_size for f in files)
+    return total
+
+
 def _write(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
@@ -122,17 +170,7 @@ def _write(path: Path, content: bytes) -> None:
 def _copy_input(source: Path, name: str, work: Path) -> None:
     """Copy one declared input: regular files and directories only, never through a link."""
     path = source / name
-    for parent in [*reversed(Path(name).parents)][1:]:
-        if (source / parent).is_symlink():
-            raise SealProblem(f"declared input {name}: {parent} is a symlink")
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        raise SealProblem(
-            f"declared input {name} is missing: the run phase did not write it"
-        ) from None
-    if stat.S_ISLNK(mode):
-        raise SealProblem(f"declared input {name} is a symlink; inputs must be regular files")
+    mode = os.lstat(path).st_mode  # checked by _input_bytes; the candidate's tree is still now
     target = work / name
     target.parent.mkdir(parents=True, exist_ok=True)
     if stat.S_ISREG(mode):
