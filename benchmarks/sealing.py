@@ -12,6 +12,9 @@ moves them little:
   costs a fresh interpreter (``-X importtime``, after ``import json``), i.e.
   what an evaluator that reports through the harness pays at every run.
 
+And what the candidate proxy costs: starting a worker (``load_candidate``)
+and one call (``solver.add(i, 1)``), medians.
+
     python benchmarks/sealing.py [--repeat 300]
 """
 
@@ -68,6 +71,38 @@ def import_ms(repeat: int) -> list[float]:
     return times
 
 
+PROXY = """\
+import statistics, sys, time
+from ratchet.evaluation import load_candidate
+starts, calls = [], []
+for _ in range(5):
+    started = time.perf_counter()
+    solver = load_candidate("solver.py", timeout=10)
+    starts.append(time.perf_counter() - started)
+    for i in range({calls}):
+        started = time.perf_counter()
+        solver.add(i, 1)
+        calls.append(time.perf_counter() - started)
+    solver.close()
+print(statistics.median(starts) * 1000, statistics.median(calls) * 1000)
+"""
+
+
+def proxy_ms(calls: int) -> tuple[float, float]:
+    """Median milliseconds to start a candidate worker, and per call through the proxy."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "solver.py").write_text("def add(a, b):\n    return a + b\n")
+        done = subprocess.run(
+            [sys.executable, "-c", PROXY.format(calls=calls)],
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    start, call = done.stdout.split()
+    return float(start), float(call)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=300)
@@ -83,6 +118,9 @@ def main() -> None:
         f"importing ratchet.evaluation, ms: median {statistics.median(imports):.2f}"
         f"  ({runs} fresh interpreters)"
     )
+    start, call = proxy_ms(args.repeat)
+    print(f"load_candidate (worker start), ms: median {start:.1f}  (5 workers)")
+    print(f"one call through the proxy, ms:    median {call:.3f}  ({5 * args.repeat} calls)")
     print("target: sealing + harness import <= 5 ms per experiment")
 
 
