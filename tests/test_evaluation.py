@@ -257,3 +257,14 @@ def _running(pid: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_the_candidate_file_is_loaded_even_when_named_like_a_standard_module(
+    tmp_path: Path,
+) -> None:
+    body = """\
+open("json.py", "w").write("def dumps(value):\\n    return 'candidate'\\n")
+print(load_candidate("json.py", timeout=20).dumps(1))
+"""
+    out, err, status, _ = evaluate(tmp_path, body)
+    assert (status, out) == (0, "candidate\n"), err
