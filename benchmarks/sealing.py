@@ -5,7 +5,7 @@ moves them little:
 
 - sealing: ``sealed_dir`` with the sine study's pinned files (ratchet.toml,
   program.md, evaluate.py) and its declared input coefficients.json —
-  the fresh directory, the copies, the report pipe, the cleanup — plus
+  the fresh directory, the copies, the report socket, the cleanup — plus
   reading the channel afterwards. This is what Ratchet itself adds to each
   evaluate phase.
 - the harness's import: what ``from ratchet.evaluation import report``
@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ratchet.execute.sealed import drain, read_reports, sealed_dir
+from ratchet.execute.sealed import read_reports, receive, sealed_dir
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sine"
 
@@ -44,7 +44,7 @@ def sealing_ms(repeat: int) -> list[float]:
         for _ in range(repeat):
             started = time.perf_counter()
             with sealed_dir(pinned, ["coefficients.json"], source) as sealed:
-                read_reports(drain(sealed.report_r))
+                read_reports(receive(sealed.report_r))
             times.append((time.perf_counter() - started) * 1000)
     return times
 
