@@ -74,10 +74,12 @@ def study_files(
     evaluate: str = "",
     budget: float = 60,
     grace: float = 1,
+    inputs: str = '["saw.py"]',
     **files: str,
 ) -> dict[str, str]:
     """A study's files; ``files`` are named with ``_`` for ``.`` (``saw_py`` is ``saw.py``)."""
-    section = f"[evaluate]\ncommand = '''{evaluate}'''\nbudget = 60\n" if evaluate else ""
+    section = f"[evaluate]\ncommand = '''{evaluate}'''\nbudget = 60\ninputs = {inputs}\n"
+    section = section if evaluate else ""
     toml = TOML.format(command=command, run=run, evaluate=section, budget=budget, grace=grace)
     extra = {name.replace("_", "."): text for name, text in files.items()}
     return {"ratchet.toml": toml, **FILES, **extra}
@@ -435,3 +437,48 @@ def test_rlimits_are_capped_at_the_hard_limit_and_nproc_counts_the_machine() -> 
     assert user[resource.RLIMIT_DATA] == 10**9 and user[resource.RLIMIT_FSIZE] == 10**6
     assert user[resource.RLIMIT_NPROC] == 350
     assert resource.RLIMIT_NPROC not in dict(rlimits(limits, hard=hard, root=True, tasks=300))
+
+
+@needs_bwrap
+def test_bwrap_evaluate_phase_sees_neither_the_worktree_nor_the_repository(
+    outside: Path,
+) -> None:
+    look = (
+        "import os, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    seen = [f for _, _, files in os.walk(path) for f in files]\n"
+        "    print(path, f'{len(seen)} files')\n"
+        "print('score: 1')\n"
+    )
+    command = "python look.py {paths}"
+    files = study_files("cat value.txt", 'sandbox = "bwrap"', command, look_py=look)
+    repo_root = outside / "repo"
+    worktree = repo_root / "study" / ".ratchet" / "worktrees" / "t"
+    paths = f"{worktree} {worktree / 'study'} {repo_root}"
+    files["ratchet.toml"] = files["ratchet.toml"].replace("{paths}", paths)
+    files["ratchet.toml"] = files["ratchet.toml"].replace('["saw.py"]', '["look.py"]')
+    study, candidate = checkout(outside, files)
+    m = measure(study, candidate)
+    assert (m.status, m.metric) == ("ok", 1.0), m.reason + m.tail
+    evaluate = m.phases[-1].result.tail
+    # bind mount points leave empty directories on the way; no file of either is there
+    assert evaluate.count(" 0 files") == 3, evaluate
+
+
+@needs_bwrap
+def test_bwrap_keeps_ratchets_own_package_readable_inside_a_hidden_repository(
+    tmp_path: Path,
+) -> None:
+    from ratchet.execute.sandbox import for_phase
+    from ratchet.study import RunPhase
+
+    package = Path(ratchet_package.__file__).resolve().parent
+    # a study inside the checkout that holds Ratchet's source (an editable install)
+    box = for_phase(
+        RunPhase(command="x", budget=1, sandbox="bwrap"),
+        study_root=package,
+        study_dir=tmp_path,
+        sealed_from=tmp_path,
+    )
+    hidden = [p for p in box.concealed if package.is_relative_to(p)]
+    assert hidden == [] or package in box.readonly, (box.concealed, box.readonly)
