@@ -1,6 +1,6 @@
 """Ratchet, OpenEvolve and ShinkaEvolve side by side, in one run, on one machine.
 
-    .venv/bin/python benchmarks/peers/run.py [--iterations 20] [--write-readme]
+    .venv/bin/python benchmarks/peers/run.py [--iterations 15] [--rounds 3] [--write-readme]
 
 Installs ``openevolve==0.4.0`` and ``shinka-evolve==0.0.7`` into their own
 virtual environments under ``$XDG_CACHE_HOME/ratchet-peers`` (never into
@@ -57,6 +57,7 @@ class Outcome:
     peak_process_mib: float
     left_alive: list[str]
     running_later: list[int]  # per later LLM request: hostile processes still running
+    marks: int  # processes the hostile code recorded (0: it never ran, or a sandbox hid them)
     evaluator_changed: bool
     records: list[str] = field(default_factory=list)
     followups: list[str] = field(default_factory=list)  # what repair rounds told the model
@@ -100,6 +101,8 @@ def ensure_venv(root: Path, name: str, requirement: str) -> None:
 
 def run_one(tool: Tool, scenario: Scenario, server: ScriptedServer, base: Path) -> Outcome:
     work = base / scenario.name / tool.name
+    while work.exists():  # a later round of the same scenario
+        work = work.with_name(work.name + "+")
     marks = work / "marks"
     marks.mkdir(parents=True)
     iterations = len(scenario.answers)
@@ -150,6 +153,7 @@ def run_one(tool: Tool, scenario: Scenario, server: ScriptedServer, base: Path) 
         peak_tree_mib=memory.peak_tree / 2**20,
         peak_process_mib=memory.peak_process / 2**20,
         running_later=running_later,
+        marks=len(list(marks.glob("*"))),
         left_alive=[f"{s.pid} {s.command[:80]}" + (" (marked)" if s.marked else "")
                     for s in left],
         evaluator_changed=launch.evaluator.read_text() != original,
@@ -184,13 +188,16 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.2f}{unit}" if value < 10 else f"{value:.0f}{unit}"
 
 
-def _ratio(a: float | None, b: float | None) -> str:
-    return "—" if not a or not b else f"{a / b:.2f}×"
-
-
 def cost_table(outcomes: list[Outcome], tools: list[str]) -> str:
-    """Task (a): startup, per-iteration cost and memory; Ratchet's ratio to each peer."""
-    by = {o.tool: o for o in outcomes if o.scenario == "trivial"}
+    """Task (a): startup, per-iteration cost and memory, each the median over the rounds.
+
+    Ratchet's ratio to each peer is the median of the per-round ratios: both
+    figures of a ratio come from the same round, minutes apart at most.
+    """
+    rounds: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        if o.scenario == "trivial":
+            rounds.setdefault(o.tool, []).append(o)
     peers = [t for t in tools if t in ("openevolve", "shinka")]
     head = ["", *tools, *(f"ratchet / {p}" for p in peers)]
     rows = [
@@ -202,15 +209,26 @@ def cost_table(outcomes: list[Outcome], tools: list[str]) -> str:
     ]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, get in rows:
-        values = [get(by[t]) if t in by else None for t in tools]
-        ours = get(by["ratchet"]) if "ratchet" in by else None
-        ratios = [_ratio(ours, get(by[p])) if p in by else "—" for p in peers]
+        values = [_median([get(o) for o in rounds.get(t, [])]) for t in tools]
+        ratios = [_median_ratio(rounds.get("ratchet", []), rounds.get(p, []), get) for p in peers]
         out.append("| " + " | ".join([label, *(_fmt(v) for v in values), *ratios]) + " |")
-    iterations = {t: by[t].requests for t in tools if t in by}
+    served = {t: sorted({o.requests for o in rounds[t]}) for t in tools if t in rounds}
     out.append("")
-    out.append("LLM requests served per tool: "
-               + ", ".join(f"{t} {n}" for t, n in iterations.items()))
+    out.append(f"Median of {max((len(r) for r in rounds.values()), default=0)} rounds; LLM"
+               " requests served per round: "
+               + ", ".join(f"{t} {'/'.join(map(str, n))}" for t, n in served.items()))
     return "\n".join(out)
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _median_ratio(ours: list[Outcome], theirs: list[Outcome], get) -> str:  # noqa: ANN001
+    pairs = [(get(a), get(b)) for a, b in zip(ours, theirs, strict=False)]
+    ratios = [a / b for a, b in pairs if a and b]
+    return f"{statistics.median(ratios):.2f}×" if ratios else "—"
 
 
 def failure_table(outcomes: list[Outcome], tools: list[str], group: str,
@@ -234,7 +252,12 @@ def _cell(o: Outcome, group: str) -> str:
     marked = sum(1 for s in o.left_alive if s.endswith("(marked)"))
     if group == "b":
         later = max(o.running_later, default=0)
-        parts.append(f"hostile processes still running at the next iteration: {later}")
+        if o.tool == "ratchet-bwrap":
+            parts.append("the sandbox hides the hostile code's marks (own /tmp, own pid"
+                         " namespace): see the left-alive count")
+        else:
+            parts.append(f"hostile code recorded {o.marks} process(es); still running at the"
+                         f" next iteration: {later}")
     if group == "b" or o.left_alive:
         parts.append(f"**left alive after exit: {len(o.left_alive)}** ({marked} the hostile"
                      " code's)")
@@ -259,7 +282,7 @@ def report(outcomes: list[Outcome], tools: list[str], command: str, load: str) -
         "",
         cost_table(outcomes, tools),
         "",
-        "(b) Time limits and child processes (limit 3 s; each run: the hostile answer,"
+        "(b) Time limits and child processes (limit 5 s; each run: the hostile answer,"
         " then two valid ones):",
         "",
         failure_table(outcomes, hostile, "b", b),
@@ -284,7 +307,8 @@ def write_readme(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=20, help="of the trivial task")
+    parser.add_argument("--iterations", type=int, default=15, help="of the trivial task")
+    parser.add_argument("--rounds", type=int, default=3, help="of the trivial task")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"subset of {TOOLS}")
     parser.add_argument("--scenarios", default="", help="subset by name (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
@@ -310,8 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="ratchet-peers-"))
     outcomes: list[Outcome] = []
     with ScriptedServer(lambda i, body: "") as server:
-        for scenario in chosen:
-            for tool in tools:
+        plan = [(s, list(tools)) for s in chosen if s.group != "a"]
+        for k, s in enumerate(s for s in chosen if s.group == "a"):
+            for n in range(args.rounds):  # rotate the order: no tool always runs first
+                shift = (k + n) % len(tools)
+                plan.insert(n, (s, tools[shift:] + tools[:shift]))
+        for scenario, order in plan:
+            for tool in order:
                 if tool.name == "ratchet-1phase" and scenario.group != "a":
                     continue
                 outcome = run_one(tool, scenario, server, base)

@@ -373,7 +373,7 @@ class Shinka(Tool):
             )
         log = work / "results" / "evolution_run.log"
         for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
-            if " - WARNING - " in line or " - ERROR - " in line:
+            if (" - WARNING - " in line or " - ERROR - " in line) and "embedding" not in line:
                 found.append("log: " + _short(line.split(" - ", 3)[-1]))
         return found
 
