@@ -157,7 +157,7 @@ def run_one(tool: Tool, scenario: Scenario, server: ScriptedServer, base: Path) 
         left_alive=[f"{s.pid} {s.command[:80]}" + (" (marked)" if s.marked else "")
                     for s in left],
         evaluator_changed=launch.evaluator.read_text() != original,
-        records=tool.records(work),
+        records=[line.replace(str(base), "$WORK") for line in tool.records(work)],
         followups=[_short(_last_user(r.body)) for r in requests if _is_followup(r.body)],
         killed_by_harness=killed,
     )
