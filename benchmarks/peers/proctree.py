@@ -7,9 +7,9 @@ behind, and after the tool has exited, any descendant still alive is an
 orphan of that tool.
 
 Memory is sampled from ``/proc`` every ``interval`` seconds: the sum of the
-resident set sizes of all descendants (shared pages counted once per
-process, as ``ps`` does), and the largest single process. Processes that
-live shorter than the interval can be missed; the figures are a lower bound.
+resident set sizes of all descendants (a page shared by several processes
+counts in each, as ``ps`` shows it), and the largest single process.
+Processes that live shorter than the interval can be missed.
 """
 
 from __future__ import annotations
