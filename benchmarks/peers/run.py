@@ -37,7 +37,7 @@ from pathlib import Path
 from llm_server import ScriptedServer
 from proctree import MemorySampler, become_subreaper, kill_and_reap, survivors, uptime
 from tasks import SLEEPER_TAG, Scenario, prelude, render, scenarios, valid
-from tools import TOOLS, Tool, make_tools
+from tools import TOOLS, Launch, Tool, make_tools
 
 HERE = Path(__file__).resolve().parent
 PEERS = {"openevolve": "openevolve==0.4.0", "shinka": "shinka-evolve==0.0.7"}
@@ -100,6 +100,7 @@ def ensure_venv(root: Path, name: str, requirement: str) -> None:
 
 
 def run_one(tool: Tool, scenario: Scenario, server: ScriptedServer, base: Path) -> Outcome:
+    """One tool on one scenario, from a fresh task directory under ``base``."""
     work = base / scenario.name / tool.name
     while work.exists():  # a later round of the same scenario
         work = work.with_name(work.name + "+")
@@ -122,22 +123,10 @@ def run_one(tool: Tool, scenario: Scenario, server: ScriptedServer, base: Path) 
 
     booted = uptime()
     server.reset(answer)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
-    env.update(launch.env)
-    log = (work / "tool.log").open("wb")
-    killed = False
     with MemorySampler() as memory:
         start = time.monotonic()
-        proc = subprocess.Popen(launch.command, cwd=launch.cwd, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        try:
-            rc: int | None = proc.wait(timeout=RUN_LIMIT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            rc, killed = proc.wait(), True
+        rc, killed = _launch(launch, work / "tool.log")
         wall = time.monotonic() - start
-    log.close()
     requests = list(server.requests)
     left = survivors(marks, SLEEPER_TAG, booted)
     kill_and_reap(left)
@@ -161,6 +150,21 @@ def run_one(tool: Tool, scenario: Scenario, server: ScriptedServer, base: Path) 
         followups=[_short(_last_user(r.body)) for r in requests if _is_followup(r.body)],
         killed_by_harness=killed,
     )
+
+
+def _launch(launch: Launch, log_path: Path) -> tuple[int, bool]:
+    """Run the tool to its end (or kill it at RUN_LIMIT_S): (exit code, killed by us)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_"))}
+    env.update(launch.env)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(launch.command, cwd=launch.cwd, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=RUN_LIMIT_S), False
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the rest of its tree: survivors() below
+            return proc.wait(), True
 
 
 def _is_followup(body: dict) -> bool:
@@ -285,9 +289,13 @@ def report(outcomes: list[Outcome], tools: list[str], command: str, load: str) -
         "(b) Time limits and child processes (limit 5 s; each run: the hostile answer,"
         " then two valid ones):",
         "",
+        *(f"- `{s.name}`: {s.what}" for s in every if s.group == "b"),
+        "",
         failure_table(outcomes, hostile, "b", b),
         "",
         "(c) Malformed and hostile answers (each run: that answer, then two valid ones):",
+        "",
+        *(f"- `{s.name}`: {s.what}" for s in every if s.group == "c"),
         "",
         failure_table(outcomes, hostile, "c", c),
     ])

@@ -165,7 +165,9 @@ def scenarios(iterations: int) -> list[Scenario]:
         Scenario(
             "tamper",
             "c",
-            "candidate code that overwrites the evaluator file on disk when it runs",
+            "candidate code that, when it runs, overwrites with a fake that reports 1e9 every"
+            " evaluator file it finds: the user's, the one in its working directory, and the"
+            " tool's copy near the paths it was given",
             (_body(TAMPER), *_n_valid(1, 2)),
         ),
         Scenario(
