@@ -75,6 +75,8 @@ def _verdict(
 ) -> tuple[Outcome | None, str]:
     if result.stop_reason == "interrupted":
         return "interrupted", f"stopped by Ctrl-C during {name}"
+    if result.lost:
+        return "crash", f"{name} phase: {result.lost}"
     if result.violation:
         return "crash", (
             f"{name} phase {result.violation} ([run] max_processes) and was killed — a fork bomb?"

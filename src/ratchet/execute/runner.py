@@ -67,7 +67,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ExperimentCrashed, StorageError
-from .proctree import descendants, group_exists, machine_processes, outrank_the_tree
+from . import cgroup
+from .proctree import (
+    children,
+    descendants,
+    group_exists,
+    machine_processes,
+    outrank_the_tree,
+    start_time,
+)
 from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits
 
 __all__ = ["RunSpec", "RunResult", "run_command"]
@@ -80,6 +88,10 @@ _PROTOCOL_LINE = re.compile(rb"^[^\n:={]*[:={][^\n]*$", re.MULTILINE)
 _PR_SET_CHILD_SUBREAPER = 36
 _KILL_RETRY_S = 0.2
 _MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
+_DRAIN_S = 5.0  # once the shepherd is gone, how long the output pipe may stay open
+_LOST = "the process supervising it was killed; "
+_CAUGHT = "every process it started was killed too"
+_ESCAPED = "some process it started kept its output open and could not be killed"
 # The gate: a shell that waits for the shepherd to set the limits, then becomes the command.
 _GATE_FD = 3
 _GATE = 'read _ <&3 || exit 126; exec "$@" 3<&-'
@@ -123,6 +135,7 @@ class RunResult:
     truncated: bool  # output hit log_cap_bytes; the log ends with a marker line
     tail: str  # the last <= 4000 characters of output, for failure reasons
     violation: str | None = None  # a limit the runner enforced by killing the tree
+    lost: str | None = None  # the shepherd died without a report: what became of the tree
 
 
 def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = None) -> RunResult:
@@ -153,7 +166,9 @@ def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = Non
             channel.close()
     if capture.write_error is not None:
         raise _unwritable(spec.log_path, capture.write_error)
-    return _result(spec, status, capture, channel.interrupted)
+    return _result(
+        spec, status, capture, channel.interrupted, channel.lost_after, channel.escaped
+    )
 
 
 def _unwritable(path: Path, exc: OSError) -> StorageError:
@@ -164,13 +179,36 @@ def _unwritable(path: Path, exc: OSError) -> StorageError:
 
 
 def _pump(channel: _Channel, capture: _Capture) -> None:
-    """Copy output to the log and ``on_line`` until EOF; Ctrl-C only asks for a stop."""
+    """Copy output to the log and ``on_line`` until EOF, watching the shepherd meanwhile.
+
+    The output pipe reaches EOF only when every process holding it is dead.
+    If the shepherd dies first (a candidate killed it) while a daemon keeps
+    the pipe open, its status pipe says so; the tree is then killed from
+    here (``_Channel.sweep``), and the pipe is read for at most ``_DRAIN_S``
+    more. Ctrl-C only asks for a stop.
+    """
+    poller = select.poll()
+    poller.register(channel.out_r, select.POLLIN)
+    poller.register(channel.status_r, select.POLLIN)
+    deadline: float | None = None
     while True:
         try:
-            chunk = os.read(channel.out_r, _CHUNK)
-            if not chunk:
+            wait = _MAX_WAIT_S if deadline is None else max(0.0, deadline - time.monotonic())
+            events = poller.poll(math.ceil(wait * 1000))
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                channel.escaped = True  # something out of reach holds the pipe: stop reading
                 break
-            capture.feed(chunk)
+            for fd, _ in events:
+                if fd == channel.out_r:
+                    chunk = os.read(channel.out_r, _CHUNK)
+                    if not chunk:
+                        _uninterrupted(channel, capture.finish)
+                        return
+                    capture.feed(chunk)
+                elif not channel.read_status():
+                    poller.unregister(channel.status_r)
+                    channel.sweep()
+                    deadline = time.monotonic() + _DRAIN_S
         except KeyboardInterrupt:
             channel.interrupt()
     _uninterrupted(channel, capture.finish)
@@ -185,26 +223,34 @@ def _uninterrupted(channel: _Channel, call: Callable[[], object]) -> object:
             channel.interrupt()
 
 
-def _result(spec: RunSpec, status: dict, capture: _Capture, interrupted: bool) -> RunResult:
-    """Combine the shepherd's report and the captured output into a ``RunResult``."""
+def _result(
+    spec: RunSpec,
+    status: dict,
+    capture: _Capture,
+    interrupted: bool,
+    lost_after: float | None,
+    escaped: bool = False,
+) -> RunResult:
+    """Combine the shepherd's report and the captured output into a ``RunResult``.
+
+    ``lost_after``: seconds from the fork to the shepherd's death when it died
+    without a report (the tree was then killed from here), else None;
+    ``escaped``: the output pipe stayed open even after that.
+    """
     if status.get("error"):
         raise ExperimentCrashed(
             f"could not start `{spec.command}` in {spec.cwd}: {status['error']}"
-        )
-    if not status and not interrupted:
-        raise ExperimentCrashed(
-            f"the process supervising `{spec.command}` died without a report; "
-            f"its output is in {spec.log_path}"
         )
     return RunResult(
         returncode=status.get("returncode"),
         timed_out=bool(status.get("timed_out")),
         stop_reason="interrupted" if interrupted else capture.stop_reason,
-        duration_s=float(status.get("duration", 0.0)),
+        duration_s=float(status.get("duration", lost_after or 0.0)),
         log_bytes=capture.total,
         truncated=capture.total > capture.cap,
         tail=capture.tail(),
         violation=status.get("violation"),
+        lost=None if status or lost_after is None else _LOST + (_ESCAPED if escaped else _CAUGHT),
     )
 
 
@@ -212,20 +258,42 @@ def _result(spec: RunSpec, status: dict, capture: _Capture, interrupted: bool) -
 
 
 class _Channel:
-    """Ratchet's ends of the three pipes to a shepherd, and the shepherd's pid."""
+    """Ratchet's ends of the three pipes to a shepherd, the shepherd's pid, the phase's cgroup."""
 
-    def __init__(self, pid: int, out_r: int, ctl_w: int, status_r: int) -> None:
+    def __init__(
+        self,
+        pid: int,
+        out_r: int,
+        ctl_w: int,
+        status_r: int,
+        group: Path | None = None,
+        prctl: Callable[..., int] | None = None,
+    ) -> None:
         self.pid = pid
         self.out_r = out_r
         self.ctl_w: int | None = ctl_w
         self.status_r = status_r
+        self.group = group  # the phase's cgroup, None where none could be created
+        self.prctl = prctl  # set: Ratchet is the subreaper of last resort during the phase
+        self.started = time.monotonic()
         self.interrupted = False
+        self.lost_after: float | None = None  # the shepherd died without a report
+        self.escaped = False  # ...and the output pipe stayed open after the sweep
         self._stop_sent = False
+        self._report = bytearray()
+        self._reported = False  # EOF on the status pipe: the shepherd has left
 
     @classmethod
     def start(cls, spec: RunSpec) -> _Channel:
-        """Fork the shepherd; terminal signals stay blocked until both sides are ready."""
+        """Fork the shepherd; terminal signals stay blocked until both sides are ready.
+
+        Before the fork: the phase's cgroup, and Ratchet becomes a child
+        subreaper until ``close``, so that the orphans of a shepherd killed
+        by its own command come to Ratchet instead of to init.
+        """
         prctl = _prctl()
+        group = cgroup.create()
+        subreaper = _set_subreaper(prctl, True)
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -236,17 +304,20 @@ class _Channel:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             for fd in (out_r, out_w, ctl_r, ctl_w, status_r, status_w):
                 os.close(fd)
+            _set_subreaper(prctl, False)
+            if group is not None:
+                cgroup.remove(group)
             raise
         if pid == 0:  # the shepherd: never returns into the caller's code
             code = 1
             try:
-                _shepherd(spec, out_w, ctl_r, status_w, old_mask, prctl)
+                _shepherd(spec, out_w, ctl_r, status_w, old_mask, prctl, group)
                 code = 0
             finally:
                 os._exit(code)
         for fd in (out_w, ctl_r, status_w):
             os.close(fd)
-        channel = cls(pid, out_r, ctl_w, status_r)
+        channel = cls(pid, out_r, ctl_w, status_r, group, prctl if subreaper else None)
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         except KeyboardInterrupt:
@@ -268,22 +339,54 @@ class _Channel:
         self.interrupted = True
         self.stop()
 
+    def read_status(self) -> bool:
+        """Read what the status pipe has; False at EOF (the shepherd has left)."""
+        if not self._reported:
+            chunk = os.read(self.status_r, _CHUNK)
+            self._report += chunk
+            self._reported = not chunk
+        return not self._reported
+
     def status(self) -> dict:
         """The shepherd's one-line JSON report; ``{}`` when it died without one."""
-        data = bytearray()
-        while True:
-            chunk = _uninterrupted(self, lambda: os.read(self.status_r, _CHUNK))
-            if not chunk:
-                break
-            data += chunk
-        try:
-            report = json.loads(data.decode())
-        except ValueError:
+        while _uninterrupted(self, self.read_status):
+            pass
+        report = self._parsed()
+        if report is None:
+            self.sweep()
             return {}
-        return report if isinstance(report, dict) else {}
+        return report
+
+    def _parsed(self) -> dict | None:
+        """The report once it is complete; None before, or when the shepherd left none."""
+        if not self._reported:
+            return None
+        try:
+            report = json.loads(self._report.decode())
+        except ValueError:
+            return None
+        return report if isinstance(report, dict) else None
+
+    def sweep(self) -> None:
+        """The shepherd has left: if it left no report, kill from here what it supervised.
+
+        The phase's cgroup goes at once; the orphans the shepherd left to
+        Ratchet (the subreaper of last resort) are killed tree by tree.
+        """
+        if self._parsed() is not None or self.lost_after is not None:
+            return
+        self.lost_after = time.monotonic() - self.started
+        if self.group is not None:
+            cgroup.kill(self.group)
+        if self.prctl is not None:
+            _kill_adopted(self.pid)
 
     def close(self) -> None:
-        """Close our pipe ends (EOF on the control pipe stops a running tree), reap the shepherd."""
+        """Close our pipe ends (EOF on the control pipe stops a running tree), reap the shepherd.
+
+        Then nothing of the phase may be left: its cgroup is killed and
+        removed, and Ratchet stops being a subreaper.
+        """
         if self.ctl_w is not None:
             os.close(self.ctl_w)
             self.ctl_w = None
@@ -293,6 +396,58 @@ class _Channel:
             _uninterrupted(self, lambda: os.waitpid(self.pid, 0))
         except ChildProcessError:
             pass  # someone else's SIGCHLD handler reaped it already
+        if self.group is not None:
+            cgroup.remove(self.group)
+        if self.prctl is not None:
+            _set_subreaper(self.prctl, False)
+
+
+def _set_subreaper(prctl: Callable[..., int] | None, on: bool) -> bool:
+    """Make this process a child subreaper (or stop); False where that is not possible."""
+    if prctl is None:
+        return False
+    flag, zero = ctypes.c_ulong(int(on)), ctypes.c_ulong(0)
+    return prctl(_PR_SET_CHILD_SUBREAPER, flag, zero, zero, zero) == 0
+
+
+def _kill_adopted(shepherd: int, wait: float = _DRAIN_S) -> None:
+    """SIGKILL every tree this process adopted from ``shepherd``, and reap them.
+
+    Adopted orphans are children that started after the shepherd (they
+    descend from it); an orphan's own children come here when it dies, so
+    this repeats until none is left or ``wait`` has passed.
+    """
+    since = start_time(shepherd)
+    if since is None:
+        return
+    deadline = time.monotonic() + wait
+    me = os.getpid()
+    while time.monotonic() < deadline:
+        adopted = [
+            pid for pid in children(me) if pid != shepherd and (start_time(pid) or 0) >= since
+        ]
+        if not adopted:
+            return
+        for pid in adopted:
+            for victim in (pid, *descendants(pid)):
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                except OSError:
+                    pass
+        for pid in adopted:
+            _reap_soon(pid, deadline)
+
+
+def _reap_soon(pid: int, deadline: float) -> None:
+    """Reap a killed child, waiting for it at most until ``deadline``."""
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done or time.monotonic() >= deadline:
+            return
+        time.sleep(0.001)
 
 
 class _Capture:
@@ -406,6 +561,7 @@ def _shepherd(
     status_w: int,
     old_mask: set[signal.Signals],
     prctl: Callable[..., int] | None,
+    group: Path | None = None,
 ) -> None:
     """Spawn the command, supervise it, kill what is left, report; then the caller exits."""
     gc.disable()  # a collection could close fds of the parent's garbage that we reuse
@@ -415,7 +571,7 @@ def _shepherd(
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask - {signal.SIGCHLD, signal.SIGTERM})
     sandbox = spec.sandbox or Sandbox("none", Limits())
     wrapped = sandbox.level == "bwrap"
-    shepherd = _Shepherd(wake_r, ctl_r, tracks_tree, sandbox.limits.processes, wrapped)
+    shepherd = _Shepherd(wake_r, ctl_r, tracks_tree, sandbox.limits.processes, wrapped, group)
     try:
         report = shepherd.run(spec, out_w)
     except BaseException:
@@ -458,19 +614,20 @@ def _ignore(signum: int, frame: object) -> None:
     """The Python-level handler; the wakeup byte carries the information."""
 
 
-def _spawn(spec: RunSpec, out_w: int) -> int:
+def _spawn(spec: RunSpec, out_w: int, group: Path | None = None) -> int:
     """Start the command: own session, stdin /dev/null, stdout+stderr to the output pipe.
 
     The one place that decides how the command is started: the sandbox's
-    prefix goes before ``/bin/sh -c``, and its limits are set on the child.
+    prefix goes before ``/bin/sh -c``, its limits are set on the child, and
+    the child joins the phase's cgroup before it runs anything.
     """
     os.chdir(spec.cwd)
     sandbox = spec.sandbox or Sandbox("none")
     argv = [*bwrap_prefix(sandbox, Path(os.getcwd())), "/bin/sh", "-c", spec.command]
     limits = child_rlimits(sandbox.limits) if sandbox.level != "none" else []
-    if not limits:
+    if not limits and group is None:
         return _posix_spawn(argv, spec.env, out_w)
-    return _gated_spawn(argv, spec.env, out_w, limits)
+    return _gated_spawn(argv, spec.env, out_w, limits, group)
 
 
 def _posix_spawn(
@@ -495,15 +652,19 @@ def _posix_spawn(
 
 
 def _gated_spawn(
-    argv: list[str], env: Mapping[str, str], out_w: int, limits: list[tuple[int, int]]
+    argv: list[str],
+    env: Mapping[str, str],
+    out_w: int,
+    limits: list[tuple[int, int]],
+    group: Path | None = None,
 ) -> int:
     """Spawn a shell that waits on a pipe, set its limits with ``prlimit``, then let it exec.
 
     ``posix_spawn`` cannot set limits, and a fork of the shepherd costs as
     much as copying Ratchet's page tables (~15 ms on a VM); this costs one
     extra exec of ``/bin/sh`` (~1 ms). Everything the command starts
-    inherits the limits. If the shepherd dies first, the gate sees EOF and
-    the command never runs.
+    inherits the limits, and its cgroup (``group``) when there is one. If
+    the shepherd dies first, the gate sees EOF and the command never runs.
     """
     read_end, gate_w = os.pipe()
     gate_r = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 10)  # never fd 3 itself
@@ -518,6 +679,8 @@ def _gated_spawn(
     try:
         for which, value in limits:
             resource.prlimit(pid, which, (value, value))
+        if group is not None:
+            cgroup.join(group, pid)
         os.write(gate_w, b"go\n")
     except OSError:
         os.kill(pid, signal.SIGKILL)
@@ -538,8 +701,10 @@ class _Shepherd:
         tracks_tree: bool,
         max_processes: int | None = None,
         wrapped: bool = False,
+        group: Path | None = None,
     ) -> None:
         self.wake_r = wake_r
+        self.group = group  # the phase's cgroup: SIGKILL reaches all of it at once
         self.ctl_r = ctl_r
         self.tracks_tree = tracks_tree  # subreaper with /proc: our children are all of it
         self.wrapped = wrapped  # the main process is bwrap, the command runs below it
@@ -555,7 +720,7 @@ class _Shepherd:
         """Spawn, wait for exit / deadline / stop, then make sure nothing is left."""
         self.started = time.monotonic()
         try:
-            self.pid = _spawn(spec, out_w)
+            self.pid = _spawn(spec, out_w, self.group)
         except (OSError, ValueError) as error:
             return {"error": getattr(error, "strerror", None) or str(error)}
         finally:
@@ -684,6 +849,8 @@ class _Shepherd:
                     os.kill(pid, signum)
             except OSError:
                 pass
+        if signum == signal.SIGKILL and self.group is not None:
+            cgroup.kill(self.group)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -208,6 +208,8 @@ class AgentProposer:
     def _check(self, result: RunResult, log: Path) -> None:
         if result.stop_reason == "interrupted":
             raise KeyboardInterrupt
+        if result.lost:
+            raise ProposalError(f"the {self.agent} agent: {result.lost} (log: {log})")
         if result.timed_out:
             raise ProposalError(
                 f"the {self.agent} agent ran past its {self.timeout:g} s limit and was killed"
