@@ -29,7 +29,7 @@ from typing import Literal
 from ..metrics import MetricParser, ParsedOutput, ProgressPoint
 from ..observer import Observer
 from ..study import Study
-from .environment import experiment_env
+from .environment import experiment_env, user_environ
 from .runner import RunResult, RunSpec, run_command
 from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint
 
@@ -128,7 +128,7 @@ class Executor:
         self.pinned = dict(pinned)
         self.observer = observer or Observer()
         self.budget = budget or study.run.budget
-        self.environ = _with_own_python(dict(os.environ if environ is None else environ))
+        self.environ = _with_own_python(dict(user_environ() if environ is None else environ))
         self._limits = Limits.from_phase(study.run) if study.run.sandbox != "none" else Limits()
 
     def measure(

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ExperimentCrashed, ProposalError, ProposalUnusable
+from ..execute.environment import user_environ
 from ..execute.phases import last_line
 from ..execute.runner import RunResult, RunSpec, run_command
 from ..gitrepo import Repo
@@ -148,7 +149,7 @@ class AgentProposer:
         self.template = template
         self.agent = study.proposer.agent
         self.timeout = study.proposer.agent_timeout
-        self.environ = dict(os.environ if environ is None else environ)
+        self.environ = user_environ() if environ is None else dict(environ)
         self.repo = Repo.discover(study.root)
         self.study_rel = study.root.relative_to(self.repo.root.resolve()).as_posix()
 
