@@ -31,7 +31,7 @@ from ..observer import Observer
 from ..study import Study
 from .environment import experiment_env, user_environ
 from .runner import RunResult, RunSpec, run_command
-from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint
+from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint, resolve
 
 __all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
 
@@ -129,7 +129,8 @@ class Executor:
         self.observer = observer or Observer()
         self.budget = budget or study.run.budget
         self.environ = _with_own_python(dict(user_environ() if environ is None else environ))
-        self._limits = Limits.from_phase(study.run) if study.run.sandbox != "none" else Limits()
+        level = resolve(study.run.sandbox)
+        self._limits = Limits.from_phase(study.run) if level != "none" else Limits()
 
     def measure(
         self, candidate: Candidate, watch: Callable[[ProgressPoint], str | None] | None = None

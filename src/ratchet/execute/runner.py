@@ -76,7 +76,7 @@ from .proctree import (
     outrank_the_tree,
     start_time,
 )
-from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits
+from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits, grant
 
 __all__ = ["RunSpec", "RunResult", "run_command"]
 
@@ -623,6 +623,7 @@ def _spawn(spec: RunSpec, out_w: int, group: Path | None = None) -> int:
     """
     os.chdir(spec.cwd)
     sandbox = spec.sandbox or Sandbox("none")
+    grant(sandbox)
     argv = [*bwrap_prefix(sandbox, Path(os.getcwd())), "/bin/sh", "-c", spec.command]
     limits = child_rlimits(sandbox.limits) if sandbox.level != "none" else []
     if not limits and group is None:

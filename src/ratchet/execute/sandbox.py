@@ -65,10 +65,13 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import pwd
 import re
 import resource
 import shutil
 import signal
+import site
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -81,6 +84,8 @@ from ..study import RunPhase
 
 __all__ = [
     "Level",
+    "Requested",
+    "SANDBOX_UID",
     "Limits",
     "Sandbox",
     "for_phase",
@@ -91,10 +96,20 @@ __all__ = [
     "expand_path",
     "check_available",
     "require_bwrap",
+    "resolve",
+    "warning",
+    "grant",
     "describe",
 ]
 
 Level = Literal["none", "process", "bwrap"]
+Requested = Literal["auto", "none", "process", "bwrap"]  # what ``[run] sandbox`` may say
+
+SANDBOX_UID = 65534  # "nobody": who the command runs as under bwrap when Ratchet is root
+_PROCESS_GAPS = (
+    "candidate code can still use the network, read and write your files"
+    " (the repository, the ledger, ~/.ssh) and signal your other processes"
+)
 
 _MB = 1_000_000
 _INSTALL = "apt-get install bubblewrap (or dnf install bubblewrap)"
@@ -161,6 +176,8 @@ class Sandbox:
     devices: tuple[Path, ...] = ()  # device nodes passed through (GPUs)
     bwrap: str = "bwrap"  # the executable, absolute once checked
     drop_caps: bool = False  # running as root: the command must not keep root's capabilities
+    user: int | None = None  # running as root: the uid (and gid) the command runs as
+    setpriv: str = "setpriv"  # what switches to ``user`` inside the sandbox
 
 
 # --- building one phase's sandbox (reads the filesystem) --------------------------------
@@ -179,19 +196,24 @@ def for_phase(
 
     ``study_root`` is the user's study directory (its repository is what
     gets concealed); ``protected`` are paths relative to ``study_dir``;
-    ``hide`` applies ``[run] hide`` (the smoke and run phases, not evaluate).
+    ``hide`` applies ``[run] hide`` and conceals the user's home directory
+    (the smoke and run phases, not evaluate). ``sandbox = "auto"`` is
+    resolved here (``resolve``).
     """
     limits = Limits.from_phase(run)
-    if run.sandbox == "none":
+    level = resolve(run.sandbox)
+    if level == "none":
         return Sandbox("none", Limits())
-    if run.sandbox == "process":
+    if level == "process":
         return Sandbox("process", limits)
     environ = os.environ if environ is None else environ
+    root = os.geteuid() == 0
     worktree = _real(_checkout_root(study_dir))
-    concealed = _dedupe(
-        [_real(Path(p)) for p in _SERVICE_DIRS if os.path.isdir(p)]
-        + [_real(p) for p in _repositories(study_root)]
-    )
+    concealed = [_real(Path(p)) for p in _SERVICE_DIRS if os.path.isdir(p)]
+    concealed += [_real(p) for p in _repositories(study_root)]
+    concealed += _homes(environ) if hide else []
+    if root:  # the unprivileged user must be able to walk to what it is given
+        concealed += _unsearchable([worktree, *_environment_dirs()], concealed)
     readonly = [p for p in _environment_dirs() if _inside_any(p, concealed)]
     readonly = [p for p in readonly if not _inside(p, worktree)]
     for rel in protected:
@@ -203,11 +225,13 @@ def for_phase(
         "bwrap",
         limits,
         writable=(worktree,),
-        concealed=tuple(p for p in concealed if p != Path("/")),
+        concealed=tuple(_outermost_first(p for p in concealed if p != Path("/"))),
         readonly=tuple(_dedupe(readonly)),
         devices=tuple(Path(p) for p in _gpu_devices()),
         bwrap=require_bwrap(),
-        drop_caps=os.geteuid() == 0,
+        drop_caps=root,
+        user=SANDBOX_UID if root else None,
+        setpriv=(shutil.which("setpriv") or "setpriv") if root else "setpriv",
     )
     found = [(raw, _real(p)) for raw, p in wanted if p is not None and os.path.lexists(p)]
     for raw, path in found:
@@ -217,6 +241,45 @@ def for_phase(
                 " — hide something narrower"
             )
     return _with_hidden(sandbox, [path for _, path in found])
+
+
+def _homes(environ: Mapping[str, str]) -> list[Path]:
+    """The user's home directories (``$HOME`` and the account's): keys, caches, shell history."""
+    found = [environ.get("HOME", "")]
+    try:
+        found.append(pwd.getpwuid(os.geteuid()).pw_dir)
+    except KeyError:
+        pass
+    homes = [_real(Path(p)) for p in found if p and os.path.isdir(p)]
+    return _dedupe(p for p in homes if p != Path("/"))
+
+
+def _unsearchable(targets: Iterable[Path], concealed: list[Path]) -> list[Path]:
+    """The outermost directories on the way to ``targets`` that others may not enter.
+
+    The command runs as ``SANDBOX_UID``; such a directory (``mkdtemp``'s
+    0700, a 0750 home) would stop it short of its own worktree. Concealed,
+    it becomes an empty searchable directory with the targets bound inside:
+    nothing the unprivileged user could have read is shown.
+    """
+    found: list[Path] = []
+    for target in targets:
+        for parent in reversed(target.parents):
+            if _inside_any(parent, [*concealed, *found, Path(_PRIVATE_TMP)]) or parent == Path("/"):
+                continue
+            try:
+                mode = os.stat(parent).st_mode
+            except OSError:
+                break
+            if not mode & stat.S_IXOTH:
+                found.append(parent)
+                break
+    return found
+
+
+def _outermost_first(paths: Iterable[Path]) -> list[Path]:
+    """Mount order: a directory before the directories inside it."""
+    return sorted(_dedupe(paths), key=lambda path: len(path.parts))
 
 
 def _with_hidden(sandbox: Sandbox, paths: list[Path]) -> Sandbox:
@@ -288,8 +351,11 @@ def _common_dir(dotgit: Path) -> Path | None:
 
 
 def _environment_dirs() -> list[Path]:
-    """Where ``python`` in a study command comes from: Ratchet's own interpreter and venv."""
-    return _dedupe(_real(Path(p)) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix))
+    """Where ``python`` in a study command comes from: Ratchet's interpreter, venv, user site."""
+    dirs = [sys.prefix, sys.exec_prefix, sys.base_prefix]
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    return _dedupe(_real(Path(p)) for p in dirs)
 
 
 def _gpu_devices() -> list[str]:
@@ -349,12 +415,20 @@ def bwrap_prefix(
     args = [sandbox.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent"]
     if sandbox.drop_caps:
         args += ["--cap-drop", "ALL"]
+    if sandbox.user is not None:  # kept only for setpriv, which gives them up with root
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     args += ["--ro-bind", "/", "/", "--dev", "/dev"]
     for device in map(str, sandbox.devices):
         args += ["--dev-bind", device, device]
-    args += ["--proc", "/proc", "--tmpfs", _PRIVATE_TMP]
+    args += ["--proc", "/proc"]
+    if sandbox.user is not None:
+        args += ["--perms", "1777"]  # the private /tmp is the unprivileged user's too
+    args += ["--tmpfs", _PRIVATE_TMP]
     for path in map(str, sandbox.concealed):
         args += ["--tmpfs", path]
+    if sandbox.user is not None:  # bwrap would make them 0700, closed to the user
+        for path in map(str, _skeleton(sandbox)):
+            args += ["--perms", "0755", "--dir", path]
     for path in map(str, sandbox.writable):
         args += ["--bind", path, path]
     for path in map(str, sandbox.readonly):
@@ -366,7 +440,51 @@ def bwrap_prefix(
             args += ["--tmpfs", path, "--remount-ro", path]
         else:
             args += ["--dev-bind", "/dev/null", path]  # a --ro-bind is nodev: unreadable
-    return [*args, "--chdir", str(cwd), "--"]
+    args += ["--chdir", str(cwd), "--"]
+    if sandbox.user is not None:
+        user = str(sandbox.user)
+        args += [sandbox.setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups", "--"]
+    return args
+
+
+def _skeleton(sandbox: Sandbox) -> list[Path]:
+    """The directories bwrap must create inside its empty ones to reach the bound paths."""
+    empty = [Path(_PRIVATE_TMP), *sandbox.concealed]
+    found: list[Path] = []
+    for target in (*sandbox.writable, *sandbox.readonly):
+        for parent in reversed(target.parents):
+            inside_empty = any(parent != root and _inside(parent, root) for root in empty)
+            if inside_empty and not _inside_any(parent, sandbox.writable):
+                found.append(parent)
+    return [p for p in _outermost_first(found) if p not in empty]
+
+
+def grant(sandbox: Sandbox) -> None:
+    """Give the sandbox's user its writable paths (root only; a no-op otherwise).
+
+    Ratchet, as root, writes the worktree as root; the command runs as
+    ``sandbox.user`` and must be able to write it. Symlinks are never
+    followed, and a file with other hard links is left alone: a link to a
+    file outside is not the command's to own.
+    """
+    if sandbox.user is None:
+        return
+    uid = sandbox.user
+    for top in sandbox.writable:
+        _own(top, uid)
+        for folder, dirs, files in os.walk(top):
+            for name in (*dirs, *files):
+                _own(Path(folder) / name, uid)
+
+
+def _own(path: Path, uid: int) -> None:
+    try:
+        info = os.lstat(path)
+        if info.st_uid == uid or (not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1):
+            return
+        os.chown(path, uid, uid, follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def rlimits(
@@ -439,7 +557,15 @@ def require_bwrap() -> str:
         raise SandboxError(
             f'sandbox = "bwrap" needs bubblewrap: {_INSTALL}, or set [run] sandbox = "process"'
         )
-    problem = _probe(path, os.geteuid() == 0)
+    root = os.geteuid() == 0
+    setpriv = shutil.which("setpriv")
+    if root and setpriv is None:
+        raise SandboxError(
+            'sandbox = "bwrap" run as root needs setpriv to run candidates as an unprivileged'
+            ' user: apt-get install util-linux (or dnf install util-linux),'
+            ' or set [run] sandbox = "process"'
+        )
+    problem = _probe(path, root, setpriv or "setpriv")
     if problem:
         raise SandboxError(
             f"bwrap cannot create namespaces here: {problem} — allow unprivileged user"
@@ -450,9 +576,10 @@ def require_bwrap() -> str:
 
 
 @functools.cache
-def _probe(bwrap: str, root: bool) -> str:
+def _probe(bwrap: str, root: bool, setpriv: str = "setpriv") -> str:
     """Run a trivial command with the options every run uses; '' when it works (cached)."""
-    sandbox = Sandbox("bwrap", bwrap=bwrap, drop_caps=root)
+    user = SANDBOX_UID if root else None
+    sandbox = Sandbox("bwrap", bwrap=bwrap, drop_caps=root, user=user, setpriv=setpriv)
     argv = [*bwrap_prefix(sandbox, Path("/")), "/bin/sh", "-c", "exit 0"]
     try:
         done = subprocess.run(
@@ -466,8 +593,13 @@ def _probe(bwrap: str, root: bool) -> str:
     return lines[-1] if lines else f"exit status {done.returncode}"
 
 
-def check_available(level: Level) -> None:
-    """Raise SandboxError (one sentence: why, and what to install) unless ``level`` works here."""
+def check_available(level: Requested) -> None:
+    """Raise SandboxError (one sentence: why, and what to install) unless ``level`` works here.
+
+    ``auto`` always works: it is whatever ``resolve`` finds.
+    """
+    if level == "auto":
+        return
     if level != "none" and not hasattr(resource, "prlimit"):
         raise SandboxError(
             f'sandbox = "{level}" sets resource limits with prlimit, which only Linux has'
@@ -482,17 +614,65 @@ def check_available(level: Level) -> None:
         require_bwrap()
 
 
-def describe(level: Level, hide: Iterable[str] = ()) -> str:
+def _problem(level: Level) -> str:
+    """Why ``level`` does not work here; '' when it does."""
+    try:
+        check_available(level)
+    except SandboxError as error:
+        return str(error)
+    return ""
+
+
+def resolve(requested: Requested) -> Level:
+    """The level a study runs at: ``auto`` is the strongest that works here, else as asked."""
+    if requested != "auto":
+        return requested
+    for level in ("bwrap", "process"):
+        if not _problem(level):
+            return level
+    return "none"
+
+
+def warning(requested: Requested) -> str | None:
+    """One line for every run at a level weaker than bwrap; None at bwrap."""
+    level = resolve(requested)
+    if level == "bwrap":
+        return None
+    if requested == "auto":
+        why = _problem("bwrap" if level == "process" else "process")
+        how = f'sandbox = "auto" fell back to "{level}" here ({_lowered(why)})'
+    else:
+        how = f'sandbox = "{level}"'
+    if level == "none":
+        return f"warning: {how}: candidate code runs with your full permissions"
+    return f"warning: {how}: {_PROCESS_GAPS}"
+
+
+def _lowered(sentence: str) -> str:
+    """A SandboxError's sentence as a clause: its advice to change the setting is dropped."""
+    clause = sentence.split(" — ")[0].split(", or set [run] sandbox")[0]
+    return clause.rstrip(".")
+
+
+def describe(level: Requested, hide: Iterable[str] = ()) -> str:
     """One line for ``ratchet doctor``; raises SandboxError when the level does not work here."""
     check_available(level)
+    if level == "auto":
+        resolved = resolve(level)
+        return f"auto → {describe(resolved, hide)}"
     ignored = '; [run] hide takes effect only with sandbox = "bwrap"' if list(hide) else ""
     if level == "none":
         return "none: no limits — candidate code runs with your full permissions" + ignored
     if level == "process":
-        try:
-            check_available("bwrap")
-            better = 'bwrap also works here (sandbox = "bwrap": no network, read-only files)'
-        except SandboxError:
-            better = f'for no network and read-only files: {_INSTALL}, sandbox = "bwrap"'
+        why = _problem("bwrap")
+        better = (
+            'bwrap also works here (sandbox = "bwrap": no network, read-only files)'
+            if not why
+            else f"no bwrap: {_lowered(why)}"
+        )
         return f"process: resource limits; {better}{ignored}"
-    return f"bwrap: no network, read-only files, repository hidden ({shutil.which('bwrap')})"
+    user = f", runs as uid {SANDBOX_UID}" if os.geteuid() == 0 else ""
+    return (
+        "bwrap: no network, read-only files, repository and home hidden"
+        f"{user} ({shutil.which('bwrap')})"
+    )
