@@ -6,7 +6,10 @@ real loop with git, the ledger, the runner and results.tsv export. For each
 experiment: time between consecutive finished experiments minus the time the
 experiment's command itself ran. Prints median, mean and p90 in milliseconds.
 
-    python benchmarks/overhead.py [--experiments 40]
+    python benchmarks/overhead.py [--experiments 40] [--sandbox auto|none|process|bwrap]
+
+The sandbox level is the study's default (``auto``) unless given: bwrap
+where it works, which adds bubblewrap's own start to every phase.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from ratchet import RunOptions, load_study, run_study
+from ratchet.execute.sandbox import resolve
 from ratchet.judge import StrictJudge
 from ratchet.models import Experiment
 from ratchet.observer import Observer
@@ -34,6 +38,7 @@ editable = ["value.txt"]
 command = "cat value.txt"
 budget = 10
 grace = 1
+{sandbox}
 [metric]
 name = "score"
 [proposer]
@@ -51,9 +56,10 @@ class Clock(Observer):
         self.marks.append((time.perf_counter(), experiment))
 
 
-def make_study(root: Path, n: int) -> Path:
+def make_study(root: Path, n: int, sandbox: str | None = None) -> Path:
     root.mkdir()
-    (root / "ratchet.toml").write_text(TOML)
+    level = f'sandbox = "{sandbox}"' if sandbox else ""
+    (root / "ratchet.toml").write_text(TOML.format(sandbox=level))
     (root / "program.md").write_text("noop\n")
     (root / "value.txt").write_text("score: 1000\n")
     env = {
@@ -81,10 +87,11 @@ def make_study(root: Path, n: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=40)
+    parser.add_argument("--sandbox", choices=("auto", "none", "process", "bwrap"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "study"
-        replay = make_study(root, args.experiments)
+        replay = make_study(root, args.experiments, args.sandbox)
         clock = Clock()
         study = load_study(root)
         run_study(study, ReplayProposer(replay), StrictJudge(), RunOptions(tag="bench"), clock)
@@ -94,6 +101,7 @@ def main() -> None:
     ]
     commands = [exp.duration_s * 1000 for _, exp in clock.marks[1:]]
     overheads.sort()
+    print(f"sandbox level:          {resolve(study.run.sandbox)}")
     print(f"experiments:            {len(overheads)}")
     print(f"experiment process, ms: median {statistics.median(commands):.1f}")
     print(

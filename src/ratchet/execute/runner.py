@@ -14,7 +14,8 @@ shepherd
   to it instead of to init and stays findable;
 - spawns ``/bin/sh -c COMMAND`` in a new session with ``posix_spawn``, behind
   a bubblewrap prefix at level ``bwrap`` and, when there are resource
-  limits, behind a gate that holds it until they are set (see ``sandbox``);
+  limits or a cgroup, behind a gate that holds it until the limits are set
+  and it has joined the phase's cgroup (see ``sandbox`` and ``cgroup``);
 - waits without polling for whichever comes first: the command's exit
   (SIGCHLD through ``signal.set_wakeup_fd``), the deadline (the poll timeout),
   a byte on the control pipe (Ratchet asks it to stop) or EOF on that pipe
@@ -29,7 +30,23 @@ shepherd
 Ratchet (the parent) meanwhile reads the output pipe to EOF, which comes only
 when every process holding its write end is dead, writes the log, calls
 ``on_line`` for each line as it arrives, then reads the status and reaps the
-shepherd.
+shepherd. It watches the status pipe in the same ``poll``: EOF there
+without a report means the shepherd died (a candidate can SIGKILL it at
+level ``process``). Ratchet then kills the tree itself, so that no process
+of the experiment outlives it and none holds the output pipe forever:
+
+- the phase's cgroup v2 (created by Ratchet before the fork, joined by the
+  command through the gate; ``cgroup.kill`` reaches every process in it,
+  whoever its parent now is), where Ratchet may create one;
+- and, always on Linux, Ratchet is itself a child subreaper while a phase
+  runs (``PR_SET_CHILD_SUBREAPER``, unset when the phase ends), so the
+  orphans of a dead shepherd are reparented to Ratchet rather than to init;
+  those started after the shepherd are killed tree by tree and reaped.
+
+The result then has ``lost`` set, and the phase is a ``crash`` with that
+reason, never an internal error. After the sweep the pipe is read for at
+most ``_DRAIN_S`` seconds more. When the phase ends normally the cgroup is
+checked empty (killed if not) and removed.
 
 The shepherd ignores the signals a terminal sends to the whole foreground
 group (SIGINT, SIGQUIT, SIGHUP, SIGTSTP): Ratchet decides what Ctrl-C means,
@@ -43,7 +60,8 @@ with other threads can deadlock the child (Python 3.12+ warns about it).
 
 Platforms: Linux is the target. Without ``prctl`` (macOS, BSD) or without a
 readable ``/proc``, the shepherd falls back to killing the command's process
-group; descendants that left that group (``setsid`` daemons) may then escape.
+group; descendants that left that group (``setsid`` daemons) may then escape,
+and a killed shepherd's orphans go to init.
 """
 
 from __future__ import annotations

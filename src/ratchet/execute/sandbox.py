@@ -1,12 +1,26 @@
 """How much a study's commands may do: resource limits, and bubblewrap isolation.
 
-``[run] sandbox`` picks the level for every phase (smoke, run, evaluate):
+``[run] sandbox`` picks the level for every phase (smoke, run, evaluate).
+What every level gets from the runner (``runner.py``): the budget, the
+whole-tree kill at budget + grace, a capped log, the scrubbed environment
+(``environment.py``: no secret-looking variable, and none in the
+environment block of Ratchet or its shepherd either), and a tree kill that
+survives the death of the shepherd (the phase's cgroup v2 where Ratchet may
+create one, Ratchet as child subreaper otherwise).
+
+``auto`` (default)
+    The strongest level that works on this machine (``resolve``): ``bwrap``
+    where bubblewrap can create its namespaces (and, as root, ``setpriv``
+    exists), else ``process``, else ``none``. When it falls back, every
+    ``ratchet run``, ``try`` and ``status`` prints one warning line saying
+    what the level it got does not stop (so does ``none`` chosen by name);
+    ``ratchet doctor`` says what ``auto`` resolves to.
 
 ``none``
-    No limits beyond the runner's own: the budget and the whole-tree kill.
+    No limits beyond the runner's own.
     Candidate code runs with the user's full permissions.
 
-``process`` (default)
+``process``
     Resource limits on every process of the command's tree, set (with
     ``prlimit``, Linux) on its first process before that runs anything, so
     everything it starts inherits them:
@@ -33,20 +47,50 @@
     limit is capped at the hard limit Ratchet itself runs under, and set as
     both soft and hard limit so the command cannot raise it again.
 
+    What it does *not* stop: the command runs as the user who runs Ratchet.
+    It reaches the network, reads and writes every file that user can (the
+    repository and its ``.git``, the ledger, other worktrees, ``~/.ssh``,
+    keys in dotfiles), sees every process and may signal or (where ptrace
+    is allowed) read the memory of those of the same user: Ratchet itself
+    and its shepherd included, and any other process that was started with
+    a key in its environment (the shell that exported it). As root it can
+    also leave the phase's cgroup and set ``chattr +i`` on files.
+
 ``bwrap``
     The limits above, and the command runs inside bubblewrap: no network
     (its own loopback only), the whole filesystem read-only, a private empty
     ``/tmp``, empty ``/run`` (service sockets, container secrets), and the
     user's repository replaced by an empty directory, so neither its files,
-    its ``.git``, the ledger nor other worktrees can be seen. Inside it the
-    candidate's worktree is bound writable, Ratchet's Python environment is
-    re-exposed read-only when it lives in the repository, the study's
-    protected files are read-only, and ``[run] hide`` paths are empty in the
-    smoke and run phases (visible to the evaluate phase). Later rules win:
-    repository hidden < worktree writable < read-only paths < ``hide``.
-    The command has its own PID namespace (its ``/proc`` shows nothing of
-    the host's processes) and, when Ratchet runs as root, no capabilities.
-    GPU device nodes (``/dev/nvidia*``, ``/dev/dri``) are passed through.
+    its ``.git``, the ledger nor other worktrees can be seen. In the smoke
+    and run phases the user's home directory (``$HOME`` and the account's)
+    is empty too. Inside it the candidate's worktree is bound writable,
+    Ratchet's Python environment (and user site-packages) is re-exposed
+    read-only when it lives in a hidden directory, the study's protected
+    files are read-only, and ``[run] hide`` paths are empty in the smoke and
+    run phases (visible to the evaluate phase). Later rules win: repository
+    and home hidden < worktree writable < read-only paths < ``hide``. The
+    command has its own PID namespace (its ``/proc`` shows nothing of the
+    host's processes, so neither Ratchet nor its shepherd can be signalled
+    or read). GPU device nodes (``/dev/nvidia*``, ``/dev/dri``) are passed
+    through.
+
+    When Ratchet runs as root, the command runs as uid/gid 65534
+    (``SANDBOX_UID``, "nobody") with no capabilities: bwrap starts as root
+    with every capability dropped but ``CAP_SETUID``/``CAP_SETGID``, and
+    ``setpriv`` switches to the unprivileged user, which clears them, just
+    before ``/bin/sh``; bwrap's ``no_new_privs`` keeps setuid programs from
+    giving them back. So it cannot ``chattr +i``, read root-only files, or
+    signal the sandbox's own init. The runner hands it its worktree
+    (``grant``: ``chown`` without following links) before each phase, and
+    directories on the way that others may not enter (a 0700 home or
+    ``mkdtemp``) are replaced by empty ones (``_unsearchable``) so that it
+    can reach what it is given. A user namespace with ``--uid`` was not
+    enough: it maps the command back to uid 0 outside, owner of every
+    root-only file.
+
+    What it does not stop: reading what is world-readable outside the
+    hidden directories (system files, other users' readable files), using
+    the CPU, memory and GPU within the limits, and timing side channels.
 
     ``hide`` entries: ``~`` and ``$VAR``/``${VAR}`` are expanded from
     Ratchet's environment; an entry naming an unset or empty variable, or a
@@ -56,8 +100,9 @@
     (``/dev/null``). An entry that would hide the worktree itself is a
     ``ConfigError``.
 
-A study that asks for a level this machine cannot provide fails at start
-(``check_available``), never silently runs with less.
+A study that asks for a level by name that this machine cannot provide fails
+at start (``check_available``), never silently runs with less; only
+``auto`` falls back, and says so.
 """
 
 from __future__ import annotations
@@ -209,8 +254,14 @@ def for_phase(
     environ = os.environ if environ is None else environ
     root = os.geteuid() == 0
     worktree = _real(_checkout_root(study_dir))
+    repositories = [_real(p) for p in _repositories(study_root)]
+    if any(_inside(repo, worktree) for repo in repositories):
+        raise SandboxError(
+            f"{study_dir} is not inside a worktree of its own (it resolves to {worktree},"
+            " which holds the user's repository); a phase can only run in a candidate's checkout"
+        )
     concealed = [_real(Path(p)) for p in _SERVICE_DIRS if os.path.isdir(p)]
-    concealed += [_real(p) for p in _repositories(study_root)]
+    concealed += repositories
     concealed += _homes(environ) if hide else []
     if root:  # the unprivileged user must be able to walk to what it is given
         concealed += _unsearchable([worktree, *_environment_dirs()], concealed)
@@ -634,9 +685,13 @@ def resolve(requested: Requested) -> Level:
 
 
 def warning(requested: Requested) -> str | None:
-    """One line for every run at a level weaker than bwrap; None at bwrap."""
+    """One line for every run where ``auto`` fell back below bwrap, or at level ``none``.
+
+    None otherwise: bwrap, and ``process`` chosen by name (a choice made
+    knowingly, e.g. for the GPU study that needs the host's data cache).
+    """
     level = resolve(requested)
-    if level == "bwrap":
+    if level == "bwrap" or requested == "process":
         return None
     if requested == "auto":
         why = _problem("bwrap" if level == "process" else "process")
