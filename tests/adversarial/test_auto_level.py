@@ -173,8 +173,10 @@ def sandboxed(
         attack("read the home directory", _probe([str(home / "credentials")])),
         attack(
             "who am I",
-            "import os\nopen('mine.txt', 'w').write('x')\n"
-            "print('uid:', os.getuid())\nprint('score: 5')\n",
+            "import os\nopen('mine.txt', 'w').write('x')  # its worktree is writable\n"
+            "status = open('/proc/self/status').read().splitlines()\n"
+            "caps = [int(line.split()[1], 16) for line in status if line.startswith('Cap')]\n"
+            "print('uid:', os.getuid())\nprint('caps:', sum(caps))\nprint('score: 5')\n",
         ),
         attack("set the immutable flag", IMMUTABLE),
         attack("read root-only files", _probe([str(private), "/etc/shadow"])),
@@ -204,7 +206,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="Ratchet runs as root 
 def test_as_root_the_candidate_runs_unprivileged_and_writes_its_worktree(
     sandboxed: Hostile,
 ) -> None:
-    assert _extras(sandboxed, "who am I") == {"uid": 65534.0}
+    assert _extras(sandboxed, "who am I") == {"uid": 65534.0, "caps": 0.0}  # every set empty
 
 
 @needs_bwrap

@@ -20,14 +20,18 @@ usual.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from ratchet.execute import RunSpec, cgroup, run_command
-from ratchet.execute.sandbox import Sandbox
+from ratchet.execute.proctree import children
+from ratchet.execute.sandbox import SANDBOX_UID, Sandbox, require_bwrap
 
 from .conftest import Hostile, assert_intact, attack, build, needs_bwrap, run_attacks, survivors
 
@@ -162,3 +166,43 @@ def test_the_runner_kills_the_tree_when_its_supervisor_is_killed(
     )
     assert time.monotonic() - start < 30, "waited for the daemon instead of killing it"
     assert _gone(int(pidfile.read_text()))
+
+
+@needs_bwrap
+def test_under_bwrap_the_sandbox_dies_with_a_killed_supervisor(tmp_path: Path) -> None:
+    """No cgroup at this level: bwrap's PID namespace dies with its init, which dies with it."""
+    marker = f"ratchet-bwrap-daemon-{uuid.uuid4().hex[:12]}"
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(300)' {marker}"
+    root = os.geteuid() == 0
+    sandbox = Sandbox(
+        "bwrap",
+        writable=(tmp_path,),
+        bwrap=require_bwrap(),
+        drop_caps=root,
+        user=SANDBOX_UID if root else None,
+        setpriv=shutil.which("setpriv") or "setpriv",
+    )
+    command = f"(setsid {sleeper} &); echo ready; {sleeper}"
+    log = tmp_path / "run.log"
+    spec = RunSpec(command, tmp_path, dict(os.environ), 60, 1, log, sandbox=sandbox)
+    me = Path("/proc/self/cmdline").read_bytes()
+
+    def kill_the_shepherd(line: str) -> None:
+        if line == "ready":  # the shepherd is the child of this process that runs this program
+            [shepherd] = [p for p in children(os.getpid()) if _cmdline(p) == me]
+            os.kill(shepherd, signal.SIGKILL)
+
+    start = time.monotonic()
+    result = run_command(spec, kill_the_shepherd)
+    assert result.lost == (
+        "the process supervising it was killed; every process it started was killed too"
+    )
+    assert time.monotonic() - start < 30
+    assert survivors(marker) == []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -310,7 +310,7 @@ class _Channel:
         by its own command come to Ratchet instead of to init.
         """
         prctl = _prctl()
-        group = cgroup.create()
+        group = None if _contained(spec) else cgroup.create()
         subreaper = _set_subreaper(prctl, True)
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
@@ -418,6 +418,17 @@ class _Channel:
             cgroup.remove(self.group)
         if self.prctl is not None:
             _set_subreaper(self.prctl, False)
+
+
+def _contained(spec: RunSpec) -> bool:
+    """Whether the command dies with its shepherd without a cgroup: bubblewrap's PID namespace.
+
+    bwrap runs with ``--die-with-parent`` as the namespace's init, and the
+    kernel kills every process of a PID namespace when its init dies. A
+    cgroup would add one migration per phase (a few ms: the kernel waits for
+    an RCU grace period) for nothing.
+    """
+    return spec.sandbox is not None and spec.sandbox.level == "bwrap"
 
 
 def _set_subreaper(prctl: Callable[..., int] | None, on: bool) -> bool:

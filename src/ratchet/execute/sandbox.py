@@ -76,11 +76,13 @@ create one, Ratchet as child subreaper otherwise).
 
     When Ratchet runs as root, the command runs as uid/gid 65534
     (``SANDBOX_UID``, "nobody") with no capabilities: bwrap starts as root
-    with every capability dropped but ``CAP_SETUID``/``CAP_SETGID``, and
-    ``setpriv`` switches to the unprivileged user, which clears them, just
-    before ``/bin/sh``; bwrap's ``no_new_privs`` keeps setuid programs from
-    giving them back. So it cannot ``chattr +i``, read root-only files, or
-    signal the sandbox's own init. The runner hands it its worktree
+    with every capability dropped but the four ``setpriv`` needs
+    (``_SWITCH_CAPS``), and ``setpriv`` switches real, effective and saved
+    ids to the unprivileged user just before ``/bin/sh``, which clears them,
+    and empties the bounding and inheritable sets; bwrap's
+    ``no_new_privs`` keeps setuid programs from giving any back. So it
+    cannot ``chattr +i``, read root-only files, or signal the sandbox's own
+    init. The runner hands it its worktree
     (``grant``: ``chown`` without following links) before each phase, and
     directories on the way that others may not enter (a 0700 home or
     ``mkdtemp``) are replaced by empty ones (``_unsearchable``) so that it
@@ -151,6 +153,9 @@ Level = Literal["none", "process", "bwrap"]
 Requested = Literal["auto", "none", "process", "bwrap"]  # what ``[run] sandbox`` may say
 
 SANDBOX_UID = 65534  # "nobody": who the command runs as under bwrap when Ratchet is root
+# What bwrap keeps until setpriv switches to SANDBOX_UID: enter the worktree (owned by that
+# user, maybe 0700), switch, and empty the bounding and inheritable sets on the way.
+_SWITCH_CAPS = ("CAP_DAC_READ_SEARCH", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 _PROCESS_GAPS = (
     "candidate code can still use the network, read and write your files"
     " (the repository, the ledger, ~/.ssh) and signal your other processes"
@@ -466,8 +471,9 @@ def bwrap_prefix(
     args = [sandbox.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent"]
     if sandbox.drop_caps:
         args += ["--cap-drop", "ALL"]
-    if sandbox.user is not None:  # kept only for setpriv, which gives them up with root
-        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    if sandbox.user is not None:  # kept for bwrap's --chdir and setpriv; all go with root
+        for cap in _SWITCH_CAPS:
+            args += ["--cap-add", cap]
     args += ["--ro-bind", "/", "/", "--dev", "/dev"]
     for device in map(str, sandbox.devices):
         args += ["--dev-bind", device, device]
@@ -494,7 +500,8 @@ def bwrap_prefix(
     args += ["--chdir", str(cwd), "--"]
     if sandbox.user is not None:
         user = str(sandbox.user)
-        args += [sandbox.setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups", "--"]
+        args += [sandbox.setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        args += ["--inh-caps=-all", "--bounding-set=-all", "--"]
     return args
 
 
