@@ -748,13 +748,15 @@ class _Shepherd:
 
     def run(self, spec: RunSpec, out_w: int) -> dict:
         """Spawn, wait for exit / deadline / stop, then make sure nothing is left."""
-        self.started = time.monotonic()
         try:
             self.pid = _spawn(spec, out_w, self.group)
         except (OSError, ValueError) as error:
             return {"error": getattr(error, "strerror", None) or str(error)}
         finally:
             os.close(out_w)
+        # The command's time (and its budget) starts once it runs: joining the cgroup can
+        # take an RCU grace period (ms), which is Ratchet's overhead, not the experiment's.
+        self.started = time.monotonic()
         if self.max_processes is not None:
             outrank_the_tree()
         ending = self._supervise(self.started + spec.budget)
