@@ -269,7 +269,7 @@ def for_phase(
     concealed += repositories
     concealed += _homes(environ) if hide else []
     if root:  # the unprivileged user must be able to walk to what it is given
-        concealed += _unsearchable([worktree, *_environment_dirs()], concealed)
+        concealed += _unsearchable((worktree, *_environment_dirs()), tuple(concealed))
     readonly = [p for p in _environment_dirs() if _inside_any(p, concealed)]
     readonly = [p for p in readonly if not _inside(p, worktree)]
     for rel in protected:
@@ -310,7 +310,8 @@ def _homes(environ: Mapping[str, str]) -> list[Path]:
     return _dedupe(p for p in homes if p != Path("/"))
 
 
-def _unsearchable(targets: Iterable[Path], concealed: list[Path]) -> list[Path]:
+@functools.lru_cache(maxsize=64)  # the same worktree and environment at every phase
+def _unsearchable(targets: tuple[Path, ...], concealed: tuple[Path, ...]) -> tuple[Path, ...]:
     """The outermost directories on the way to ``targets`` that others may not enter.
 
     The command runs as ``SANDBOX_UID``; such a directory (``mkdtemp``'s
@@ -330,7 +331,7 @@ def _unsearchable(targets: Iterable[Path], concealed: list[Path]) -> list[Path]:
             if not mode & stat.S_IXOTH:
                 found.append(parent)
                 break
-    return found
+    return tuple(found)
 
 
 def _outermost_first(paths: Iterable[Path]) -> list[Path]:
@@ -406,12 +407,13 @@ def _common_dir(dotgit: Path) -> Path | None:
     return (gitdir / common).resolve()
 
 
-def _environment_dirs() -> list[Path]:
+@functools.cache
+def _environment_dirs() -> tuple[Path, ...]:
     """Where ``python`` in a study command comes from: Ratchet's interpreter, venv, user site."""
     dirs = [sys.prefix, sys.exec_prefix, sys.base_prefix]
     if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
         dirs.append(site.getusersitepackages())
-    return _dedupe(_real(Path(p)) for p in dirs)
+    return tuple(_dedupe(_real(Path(p)) for p in dirs))
 
 
 def _gpu_devices() -> list[str]:
