@@ -97,13 +97,13 @@ def hold_secrets(argv: Sequence[str] | None = None) -> None:
     inherited = os.environ.pop(HELD_FD, None)
     if inherited is not None:
         _held.update(_read_held(inherited))
-        return
-    secrets = {name: value for name, value in os.environ.items() if name not in scrub(os.environ)}
+    kept = scrub(os.environ)
+    secrets = {name: value for name, value in os.environ.items() if name not in kept}
     if not secrets:
         return
     argv = list(sys.orig_argv if argv is None else argv)
-    env = {name: value for name, value in os.environ.items() if name not in secrets}
-    fd = _memory_file(json.dumps(secrets).encode())
+    fd = _memory_file(json.dumps({**_held, **secrets}).encode())
+    env = dict(kept)
     if fd is not None:
         env[HELD_FD] = str(fd)
         try:
