@@ -39,9 +39,10 @@ KILL_THE_SUPERVISOR = attack(
     "kill the supervisor and forge later scores",
     "import os\nimport signal\nimport sys\nimport time\n"
     "flag = f'/tmp/{sys.argv[1]}-killed'\n"
-    "middle = os.fork()\n"
-    "if middle == 0:\n"
+    "child = os.fork()\n"
+    "if child == 0:\n"
     "    os.setsid()\n"
+    "    middle = os.getpid()\n"
     "    if os.fork() == 0:\n"
     "        while os.getppid() == middle:  # reparented once the middle process exits\n"
     "            time.sleep(0.01)\n"
@@ -60,7 +61,7 @@ KILL_THE_SUPERVISOR = attack(
     "                out.write('print(\"score: -100\")\\n')\n"
     "            time.sleep(0.05)\n"
     "    os._exit(0)\n"
-    "os.waitpid(middle, 0)\n"
+    "os.waitpid(child, 0)\n"
     "for _ in range(500):\n"
     "    if os.path.exists(flag):\n"
     "        break\n"
@@ -110,9 +111,9 @@ def test_under_bwrap_the_supervisor_is_out_of_reach(bwrap_level: Hostile) -> Non
 
 HOLDER = (
     "import os, signal, sys, time\n"
-    "middle = os.fork()\n"
-    "if middle == 0:\n"
+    "if os.fork() == 0:\n"
     "    os.setsid()\n"
+    "    middle = os.getpid()\n"
     "    if os.fork() == 0:\n"
     "        while os.getppid() == middle:\n"
     "            time.sleep(0.01)\n"
@@ -172,7 +173,7 @@ def test_the_runner_kills_the_tree_when_its_supervisor_is_killed(
 def test_under_bwrap_the_sandbox_dies_with_a_killed_supervisor(tmp_path: Path) -> None:
     """No cgroup at this level: bwrap's PID namespace dies with its init, which dies with it."""
     marker = f"ratchet-bwrap-daemon-{uuid.uuid4().hex[:12]}"
-    sleeper = f"{sys.executable} -c 'import time; time.sleep(300)' {marker}"
+    sleeper = f"sh -c 'sleep 300; :' {marker}"  # /bin only: the venv may be out of reach
     root = os.geteuid() == 0
     sandbox = Sandbox(
         "bwrap",

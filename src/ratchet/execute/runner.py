@@ -450,6 +450,7 @@ def _kill_adopted(shepherd: int, wait: float = _DRAIN_S) -> None:
     if since is None:
         return
     deadline = time.monotonic() + wait
+    _await_zombie(shepherd, deadline)  # its pipes close before its children are reparented
     me = os.getpid()
     while time.monotonic() < deadline:
         adopted = [
@@ -465,6 +466,17 @@ def _kill_adopted(shepherd: int, wait: float = _DRAIN_S) -> None:
                     pass
         for pid in adopted:
             _reap_soon(pid, deadline)
+
+
+def _await_zombie(pid: int, deadline: float) -> None:
+    """Wait until child ``pid`` has finished exiting (its orphans reparented), without reaping."""
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.001)
 
 
 def _reap_soon(pid: int, deadline: float) -> None:
