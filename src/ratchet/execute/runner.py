@@ -86,14 +86,8 @@ from typing import BinaryIO
 
 from ..errors import ExperimentCrashed, StorageError
 from . import cgroup
-from .proctree import (
-    children,
-    descendants,
-    group_exists,
-    machine_processes,
-    outrank_the_tree,
-    start_time,
-)
+from .orphans import kill_adopted, set_subreaper
+from .proctree import descendants, group_exists, machine_processes, outrank_the_tree
 from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits, grant
 
 __all__ = ["RunSpec", "RunResult", "run_command"]
@@ -103,7 +97,6 @@ _TAIL_CHARS = 4000
 _TAIL_BYTES = 4 * _TAIL_CHARS + 16
 _MAX_LINE = 1024 * 1024
 _PROTOCOL_LINE = re.compile(rb"^[^\n:={]*[:={][^\n]*$", re.MULTILINE)
-_PR_SET_CHILD_SUBREAPER = 36
 _KILL_RETRY_S = 0.2
 _MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
 _DRAIN_S = 5.0  # once the shepherd is gone, how long the output pipe may stay open
@@ -311,7 +304,7 @@ class _Channel:
         """
         prctl = _prctl()
         group = None if _contained(spec) else cgroup.create()
-        subreaper = _set_subreaper(prctl, True)
+        subreaper = set_subreaper(prctl, True)
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -322,7 +315,7 @@ class _Channel:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             for fd in (out_r, out_w, ctl_r, ctl_w, status_r, status_w):
                 os.close(fd)
-            _set_subreaper(prctl, False)
+            set_subreaper(prctl, False)
             if group is not None:
                 cgroup.remove(group)
             raise
@@ -397,7 +390,7 @@ class _Channel:
         if self.group is not None:
             cgroup.kill(self.group)
         if self.prctl is not None:
-            _kill_adopted(self.pid)
+            kill_adopted(self.pid, _DRAIN_S)
 
     def close(self) -> None:
         """Close our pipe ends (EOF on the control pipe stops a running tree), reap the shepherd.
@@ -417,7 +410,7 @@ class _Channel:
         if self.group is not None:
             cgroup.remove(self.group)
         if self.prctl is not None:
-            _set_subreaper(self.prctl, False)
+            set_subreaper(self.prctl, False)
 
 
 def _contained(spec: RunSpec) -> bool:
@@ -429,66 +422,6 @@ def _contained(spec: RunSpec) -> bool:
     an RCU grace period) for nothing.
     """
     return spec.sandbox is not None and spec.sandbox.level == "bwrap"
-
-
-def _set_subreaper(prctl: Callable[..., int] | None, on: bool) -> bool:
-    """Make this process a child subreaper (or stop); False where that is not possible."""
-    if prctl is None:
-        return False
-    flag, zero = ctypes.c_ulong(int(on)), ctypes.c_ulong(0)
-    return prctl(_PR_SET_CHILD_SUBREAPER, flag, zero, zero, zero) == 0
-
-
-def _kill_adopted(shepherd: int, wait: float = _DRAIN_S) -> None:
-    """SIGKILL every tree this process adopted from ``shepherd``, and reap them.
-
-    Adopted orphans are children that started after the shepherd (they
-    descend from it); an orphan's own children come here when it dies, so
-    this repeats until none is left or ``wait`` has passed.
-    """
-    since = start_time(shepherd)
-    if since is None:
-        return
-    deadline = time.monotonic() + wait
-    _await_zombie(shepherd, deadline)  # its pipes close before its children are reparented
-    me = os.getpid()
-    while time.monotonic() < deadline:
-        adopted = [
-            pid for pid in children(me) if pid != shepherd and (start_time(pid) or 0) >= since
-        ]
-        if not adopted:
-            return
-        for pid in adopted:
-            for victim in (pid, *descendants(pid)):
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                except OSError:
-                    pass
-        for pid in adopted:
-            _reap_soon(pid, deadline)
-
-
-def _await_zombie(pid: int, deadline: float) -> None:
-    """Wait until child ``pid`` has finished exiting (its orphans reparented), without reaping."""
-    while time.monotonic() < deadline:
-        try:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                return
-        except ChildProcessError:
-            return
-        time.sleep(0.001)
-
-
-def _reap_soon(pid: int, deadline: float) -> None:
-    """Reap a killed child, waiting for it at most until ``deadline``."""
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done or time.monotonic() >= deadline:
-            return
-        time.sleep(0.001)
 
 
 class _Capture:
@@ -623,10 +556,7 @@ def _shepherd(
 
 def _become_subreaper(prctl: Callable[..., int] | None) -> bool:
     """Adopt every orphaned descendant; only worth it when /proc lets us find them."""
-    if prctl is None or not os.access("/proc/self/stat", os.R_OK):
-        return False
-    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
-    return prctl(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) == 0
+    return os.access("/proc/self/stat", os.R_OK) and set_subreaper(prctl, True)
 
 
 def _close_fds_except(keep: set[int]) -> None:
