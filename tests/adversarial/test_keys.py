@@ -202,3 +202,30 @@ def test_the_reexecuted_command_keeps_its_pid_signals_and_exit_codes(tmp_path: P
         timeout=60,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: "), bad.stderr
+
+
+HOLD = """\
+import os
+from ratchet.execute.environment import hold_secrets, user_environ
+hold_secrets()
+block = open('/proc/self/environ', 'rb').read()
+print(os.environ.get('OPENAI_API_KEY'), user_environ().get('OPENAI_API_KEY'), {key!r} in block)
+"""
+
+
+@pytest.mark.parametrize("stray", [None, "77", "not-a-number"])
+def test_held_secrets_leave_the_block_even_with_a_stray_descriptor_variable(
+    stray: str | None,
+) -> None:
+    key = f"sk-{uuid.uuid4().hex}"
+    env = {**os.environ, "OPENAI_API_KEY": key}
+    if stray is not None:
+        env["RATCHET_HELD_SECRETS_FD"] = stray
+    done = subprocess.run(
+        [sys.executable, "-c", HOLD.format(key=key.encode())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["None", key, "False"], done.stderr
