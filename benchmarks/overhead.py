@@ -14,6 +14,10 @@ evaluate phase (its directory, copies, pipe, cleanup), and the experiment
 process time includes the evaluator's Python.
 
     python benchmarks/overhead.py [--experiments 40] [--evaluate none|print|report]
+                                  [--sandbox auto|none|process|bwrap]
+
+The sandbox level is the study's default (``auto``) unless given: bwrap
+where it works, which adds bubblewrap's own start to every phase.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 
 from ratchet import RunOptions, load_study, run_study
+from ratchet.execute.sandbox import resolve
 from ratchet.judge import StrictJudge
 from ratchet.models import Experiment
 from ratchet.observer import Observer
@@ -41,6 +46,7 @@ editable = ["value.txt"]
 command = "cat value.txt"
 budget = 10
 grace = 1
+{sandbox}
 [metric]
 name = "score"
 [proposer]
@@ -74,9 +80,10 @@ class Clock(Observer):
         self.marks.append((time.perf_counter(), experiment))
 
 
-def make_study(root: Path, n: int, evaluate: str = "none") -> Path:
+def make_study(root: Path, n: int, evaluate: str = "none", sandbox: str | None = None) -> Path:
     root.mkdir()
-    toml = TOML
+    level = f'sandbox = "{sandbox}"' if sandbox else ""
+    toml = TOML.format(sandbox=level)
     if evaluate != "none":
         toml = toml.replace("cat value.txt", "cp value.txt result.txt").replace(
             "[metric]", EVALUATE_TOML + "[metric]"
@@ -112,10 +119,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=40)
     parser.add_argument("--evaluate", choices=("none", "print", "report"), default="none")
+    parser.add_argument("--sandbox", choices=("auto", "none", "process", "bwrap"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "study"
-        replay = make_study(root, args.experiments, args.evaluate)
+        replay = make_study(root, args.experiments, args.evaluate, args.sandbox)
         clock = Clock()
         study = load_study(root)
         run_study(study, ReplayProposer(replay), StrictJudge(), RunOptions(tag="bench"), clock)
@@ -125,6 +133,7 @@ def main() -> None:
     ]
     commands = [exp.duration_s * 1000 for _, exp in clock.marks[1:]]
     overheads.sort()
+    print(f"sandbox level:          {resolve(study.run.sandbox)}")
     print(f"experiments:            {len(overheads)}")
     print(f"experiment process, ms: median {statistics.median(commands):.1f}")
     print(

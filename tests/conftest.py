@@ -27,6 +27,7 @@ protected = ["check.sh"]
 command = "cat value.txt"
 budget = 10
 grace = 1
+sandbox = "process"  # its candidates write to pytest's tmp_path: bwrap's /tmp is private
 
 [metric]
 name = "score"

@@ -111,6 +111,7 @@ def outside() -> Iterator[Path]:
     if not parent.is_dir() or os.path.realpath(parent).startswith("/tmp"):
         pytest.skip("needs a writable /var/tmp outside /tmp")
     root = Path(tempfile.mkdtemp(prefix="ratchet-sandbox-test-", dir=parent))
+    root.chmod(0o755)  # others may enter, as with most study directories (see _unsearchable)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

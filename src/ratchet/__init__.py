@@ -73,8 +73,8 @@ _HOME = {
     **dict.fromkeys(
         (
             "CleanupError", "ConfigError", "ExperimentCrashed", "ExperimentError",
-            "ExperimentTimeout", "GitError", "LedgerError", "MetricNotFound", "ProposalError", "ProposalsExhausted",
-            "ProposalUnusable", "RatchetError", "SandboxError", "StorageError",
+            "ExperimentTimeout", "GitError", "LedgerError", "MetricNotFound", "ProposalError",
+            "ProposalsExhausted", "ProposalUnusable", "RatchetError", "SandboxError", "StorageError",
         ),
         "errors",
     ),

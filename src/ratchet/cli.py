@@ -20,12 +20,14 @@ from rich.text import Text
 
 from . import __version__, commands
 from .errors import ExperimentError, RatchetError
+from .execute.environment import hold_secrets
 
 __all__ = ["main", "entry"]
 
 
 def entry() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; secrets leave the environment block first (``hold_secrets``)."""
+    hold_secrets()
     sys.exit(main())
 
 

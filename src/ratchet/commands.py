@@ -25,7 +25,7 @@ from rich.table import Table
 from .console import ConsoleObserver, format_metric
 from .errors import ConfigError, RatchetError
 from .execute.phases import Candidate, Executor
-from .execute.sandbox import describe
+from .execute.sandbox import describe, warning
 from .gitrepo import Repo
 from .judge import make_judge
 from .loop import RunOptions, run_study
@@ -184,6 +184,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     history = _history(study, tag)
     _stop_on_signals()
+    weaker = warning(study.run.sandbox)
+    if weaker:
+        _out().print(weaker)
     with ConsoleObserver(_out(), study, history) as observer:
         summary = run_study(study, proposer, judge, options, observer)
     out = _out()
@@ -203,6 +206,9 @@ def cmd_try(args: argparse.Namespace) -> int:
     tag = check_tag(args.tag)
     judge = make_judge(study.decision)
     _stop_on_signals()
+    weaker = warning(study.run.sandbox)
+    if weaker:
+        print(weaker, file=sys.stderr)  # stdout carries the one result line
     try:
         result = try_working_tree(study, args.message, judge, tag=tag)
     except KeyboardInterrupt:
@@ -255,8 +261,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     counts = Counter(e.status for e in experiments)
     kept = [e for e in experiments if e.status in ("baseline", "keep")]
     out.print(f"study {study.name} ({study.metric.name}, {study.metric.goal})")
-    if study.run.sandbox == "none":
-        out.print('warning: sandbox = "none": candidate code runs with your full permissions')
+    weaker = warning(study.run.sandbox)
+    if weaker:
+        out.print(weaker)
     if kept:
         base, best = kept[0], kept[-1]
         out.print(f"baseline  {format_metric(base.metric)} (#{base.id})")

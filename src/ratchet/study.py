@@ -72,7 +72,7 @@ class RunPhase(_Phase):
     command: str | None = Field(default=None, min_length=1)
     smoke: str | None = None
     smoke_budget: float | None = Field(default=None, gt=0)
-    sandbox: Literal["none", "process", "bwrap"] = "process"
+    sandbox: Literal["auto", "none", "process", "bwrap"] = "auto"
     env_allow: list[str] = []
     log_cap_mb: float = Field(default=10.0, gt=0)
     # Resource limits of every phase's process tree (levels process and bwrap);

@@ -38,6 +38,7 @@ protected = ["check.sh"]
 command = "sh run.sh {marker}"
 budget = 30
 grace = 1
+sandbox = "process"  # its candidates write to pytest's tmp_path: bwrap's /tmp is private
 
 [metric]
 name = "score"

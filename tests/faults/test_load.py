@@ -49,6 +49,7 @@ protected = ["check.sh"]
 command = "python train.py {marker}"
 budget = 60
 grace = 1
+sandbox = "process"  # its candidates write to pytest's tmp_path: bwrap's /tmp is private
 
 [metric]
 name = "score"

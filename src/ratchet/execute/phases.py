@@ -40,9 +40,9 @@ from typing import Literal
 from ..metrics import MetricParser, ParsedOutput, ProgressPoint
 from ..observer import Observer
 from ..study import Study
-from .environment import experiment_env
+from .environment import experiment_env, user_environ
 from .runner import RunResult, RunSpec, run_command
-from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint
+from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint, resolve
 from .sealed import Reported, Sealed, SealProblem, read_reports, receive, sealed_dir, sealed_env
 
 __all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
@@ -88,6 +88,8 @@ def _verdict(
 ) -> tuple[Outcome | None, str]:
     if result.stop_reason == "interrupted":
         return "interrupted", f"stopped by Ctrl-C during {name}"
+    if result.lost:
+        return "crash", f"{name} phase: {result.lost}"
     if result.violation:
         return "crash", (
             f"{name} phase {result.violation} ([run] max_processes) and was killed — a fork bomb?"
@@ -139,8 +141,9 @@ class Executor:
         self.pinned = dict(pinned)
         self.observer = observer or Observer()
         self.budget = budget or study.run.budget
-        self.environ = _with_own_python(dict(os.environ if environ is None else environ))
-        self._limits = Limits.from_phase(study.run) if study.run.sandbox != "none" else Limits()
+        self.environ = _with_own_python(dict(user_environ() if environ is None else environ))
+        level = resolve(study.run.sandbox)
+        self._limits = Limits.from_phase(study.run) if level != "none" else Limits()
 
     def measure(
         self, candidate: Candidate, watch: Callable[[ProgressPoint], str | None] | None = None

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["outrank_the_tree", "machine_processes", "group_exists", "descendants", "ppid"]
+__all__ = [
+    "outrank_the_tree",
+    "machine_processes",
+    "group_exists",
+    "descendants",
+    "children",
+    "ppid",
+    "start_time",
+]
 
 
 def outrank_the_tree() -> None:
@@ -46,33 +54,61 @@ def group_exists(pgid: int) -> bool:
 
 def descendants(root: int) -> list[int]:
     """Every process below ``root``, from the ppid field of /proc/<pid>/stat; [] without /proc."""
-    children: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in names:
-        if name.isdigit():
-            parent = ppid(name)
-            if parent is not None:
-                children.setdefault(parent, []).append(int(name))
+    tree = _children_map()
     found: list[int] = []
     todo = [root]
     while todo:
-        for child in children.get(todo.pop(), ()):
+        for child in tree.get(todo.pop(), ()):
             found.append(child)
             todo.append(child)
     return found
 
 
+def children(parent: int) -> list[int]:
+    """The direct children of ``parent`` (zombies included); [] without /proc."""
+    return _children_map().get(parent, [])
+
+
+def _children_map() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return tree
+    for name in names:
+        if name.isdigit():
+            parent = ppid(name)
+            if parent is not None:
+                tree.setdefault(parent, []).append(int(name))
+    return tree
+
+
 def ppid(pid: str) -> int | None:
     """The parent pid from /proc/<pid>/stat; the command name may hold spaces and parens."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[1]) if fields else None
+    except (ValueError, IndexError):
+        return None
+
+
+def start_time(pid: int | str) -> int | None:
+    """When the process started, in clock ticks since boot (comparable between processes)."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
+        return None
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first); None if gone."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
         try:
             data = os.read(fd, 4096)
         finally:
             os.close(fd)
-        return int(data[data.rindex(b")") + 2 :].split(None, 2)[1])
-    except (OSError, ValueError, IndexError):
+        return data[data.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
         return None

@@ -14,7 +14,8 @@ shepherd
   to it instead of to init and stays findable;
 - spawns ``/bin/sh -c COMMAND`` in a new session with ``posix_spawn``, behind
   a bubblewrap prefix at level ``bwrap`` and, when there are resource
-  limits, behind a gate that holds it until they are set (see ``sandbox``);
+  limits or a cgroup, behind a gate that holds it until the limits are set
+  and it has joined the phase's cgroup (see ``sandbox`` and ``cgroup``);
 - waits without polling for whichever comes first: the command's exit
   (SIGCHLD through ``signal.set_wakeup_fd``), the deadline (the poll timeout),
   a byte on the control pipe (Ratchet asks it to stop) or EOF on that pipe
@@ -29,7 +30,23 @@ shepherd
 Ratchet (the parent) meanwhile reads the output pipe to EOF, which comes only
 when every process holding its write end is dead, writes the log, calls
 ``on_line`` for each line as it arrives, then reads the status and reaps the
-shepherd.
+shepherd. It watches the status pipe in the same ``poll``: EOF there
+without a report means the shepherd died (a candidate can SIGKILL it at
+level ``process``). Ratchet then kills the tree itself, so that no process
+of the experiment outlives it and none holds the output pipe forever:
+
+- the phase's cgroup v2 (created by Ratchet before the fork, joined by the
+  command through the gate; ``cgroup.kill`` reaches every process in it,
+  whoever its parent now is), where Ratchet may create one;
+- and, always on Linux, Ratchet is itself a child subreaper while a phase
+  runs (``PR_SET_CHILD_SUBREAPER``, unset when the phase ends), so the
+  orphans of a dead shepherd are reparented to Ratchet rather than to init;
+  those started after the shepherd are killed tree by tree and reaped.
+
+The result then has ``lost`` set, and the phase is a ``crash`` with that
+reason, never an internal error. After the sweep the pipe is read for at
+most ``_DRAIN_S`` seconds more. When the phase ends normally the cgroup is
+checked empty (killed if not) and removed.
 
 The shepherd ignores the signals a terminal sends to the whole foreground
 group (SIGINT, SIGQUIT, SIGHUP, SIGTSTP): Ratchet decides what Ctrl-C means,
@@ -43,7 +60,8 @@ with other threads can deadlock the child (Python 3.12+ warns about it).
 
 Platforms: Linux is the target. Without ``prctl`` (macOS, BSD) or without a
 readable ``/proc``, the shepherd falls back to killing the command's process
-group; descendants that left that group (``setsid`` daemons) may then escape.
+group; descendants that left that group (``setsid`` daemons) may then escape,
+and a killed shepherd's orphans go to init.
 """
 
 from __future__ import annotations
@@ -67,8 +85,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ExperimentCrashed, StorageError
+from . import cgroup
+from .orphans import kill_adopted, set_subreaper
 from .proctree import descendants, group_exists, machine_processes, outrank_the_tree
-from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits
+from .sandbox import Limits, Sandbox, bwrap_prefix, child_rlimits, grant
 
 __all__ = ["RunSpec", "RunResult", "run_command"]
 
@@ -77,9 +97,12 @@ _TAIL_CHARS = 4000
 _TAIL_BYTES = 4 * _TAIL_CHARS + 16
 _MAX_LINE = 1024 * 1024
 _PROTOCOL_LINE = re.compile(rb"^[^\n:={]*[:={][^\n]*$", re.MULTILINE)
-_PR_SET_CHILD_SUBREAPER = 36
 _KILL_RETRY_S = 0.2
 _MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
+_DRAIN_S = 5.0  # once the shepherd is gone, how long the output pipe may stay open
+_LOST = "the process supervising it was killed; "
+_CAUGHT = "every process it started was killed too"
+_ESCAPED = "some process it started kept its output open and could not be killed"
 # The gate: a shell that waits for the shepherd to set the limits, then becomes the command.
 _GATE_FD = 3
 _GATE = 'read _ <&3 || exit 126; exec "$@" 3<&-'
@@ -126,6 +149,7 @@ class RunResult:
     truncated: bool  # output hit log_cap_bytes; the log ends with a marker line
     tail: str  # the last <= 4000 characters of output, for failure reasons
     violation: str | None = None  # a limit the runner enforced by killing the tree
+    lost: str | None = None  # the shepherd died without a report: what became of the tree
 
 
 def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = None) -> RunResult:
@@ -156,7 +180,9 @@ def run_command(spec: RunSpec, on_line: Callable[[str], str | None] | None = Non
             channel.close()
     if capture.write_error is not None:
         raise _unwritable(spec.log_path, capture.write_error)
-    return _result(spec, status, capture, channel.interrupted)
+    return _result(
+        spec, status, capture, channel.interrupted, channel.lost_after, channel.escaped
+    )
 
 
 def _unwritable(path: Path, exc: OSError) -> StorageError:
@@ -167,13 +193,36 @@ def _unwritable(path: Path, exc: OSError) -> StorageError:
 
 
 def _pump(channel: _Channel, capture: _Capture) -> None:
-    """Copy output to the log and ``on_line`` until EOF; Ctrl-C only asks for a stop."""
+    """Copy output to the log and ``on_line`` until EOF, watching the shepherd meanwhile.
+
+    The output pipe reaches EOF only when every process holding it is dead.
+    If the shepherd dies first (a candidate killed it) while a daemon keeps
+    the pipe open, its status pipe says so; the tree is then killed from
+    here (``_Channel.sweep``), and the pipe is read for at most ``_DRAIN_S``
+    more. Ctrl-C only asks for a stop.
+    """
+    poller = select.poll()
+    poller.register(channel.out_r, select.POLLIN)
+    poller.register(channel.status_r, select.POLLIN)
+    deadline: float | None = None
     while True:
         try:
-            chunk = os.read(channel.out_r, _CHUNK)
-            if not chunk:
+            wait = _MAX_WAIT_S if deadline is None else max(0.0, deadline - time.monotonic())
+            events = poller.poll(math.ceil(wait * 1000))
+            if not events and deadline is not None and time.monotonic() >= deadline:
+                channel.escaped = True  # something out of reach holds the pipe: stop reading
                 break
-            capture.feed(chunk)
+            for fd, _ in events:
+                if fd == channel.out_r:
+                    chunk = os.read(channel.out_r, _CHUNK)
+                    if not chunk:
+                        _uninterrupted(channel, capture.finish)
+                        return
+                    capture.feed(chunk)
+                elif not channel.read_status():
+                    poller.unregister(channel.status_r)
+                    channel.sweep()
+                    deadline = time.monotonic() + _DRAIN_S
         except KeyboardInterrupt:
             channel.interrupt()
     _uninterrupted(channel, capture.finish)
@@ -188,26 +237,34 @@ def _uninterrupted(channel: _Channel, call: Callable[[], object]) -> object:
             channel.interrupt()
 
 
-def _result(spec: RunSpec, status: dict, capture: _Capture, interrupted: bool) -> RunResult:
-    """Combine the shepherd's report and the captured output into a ``RunResult``."""
+def _result(
+    spec: RunSpec,
+    status: dict,
+    capture: _Capture,
+    interrupted: bool,
+    lost_after: float | None,
+    escaped: bool = False,
+) -> RunResult:
+    """Combine the shepherd's report and the captured output into a ``RunResult``.
+
+    ``lost_after``: seconds from the fork to the shepherd's death when it died
+    without a report (the tree was then killed from here), else None;
+    ``escaped``: the output pipe stayed open even after that.
+    """
     if status.get("error"):
         raise ExperimentCrashed(
             f"could not start `{spec.command}` in {spec.cwd}: {status['error']}"
-        )
-    if not status and not interrupted:
-        raise ExperimentCrashed(
-            f"the process supervising `{spec.command}` died without a report; "
-            f"its output is in {spec.log_path}"
         )
     return RunResult(
         returncode=status.get("returncode"),
         timed_out=bool(status.get("timed_out")),
         stop_reason="interrupted" if interrupted else capture.stop_reason,
-        duration_s=float(status.get("duration", 0.0)),
+        duration_s=float(status.get("duration", lost_after or 0.0)),
         log_bytes=capture.total,
         truncated=capture.total > capture.cap,
         tail=capture.tail(),
         violation=status.get("violation"),
+        lost=None if status or lost_after is None else _LOST + (_ESCAPED if escaped else _CAUGHT),
     )
 
 
@@ -215,20 +272,42 @@ def _result(spec: RunSpec, status: dict, capture: _Capture, interrupted: bool) -
 
 
 class _Channel:
-    """Ratchet's ends of the three pipes to a shepherd, and the shepherd's pid."""
+    """Ratchet's ends of the three pipes to a shepherd, the shepherd's pid, the phase's cgroup."""
 
-    def __init__(self, pid: int, out_r: int, ctl_w: int, status_r: int) -> None:
+    def __init__(
+        self,
+        pid: int,
+        out_r: int,
+        ctl_w: int,
+        status_r: int,
+        group: Path | None = None,
+        prctl: Callable[..., int] | None = None,
+    ) -> None:
         self.pid = pid
         self.out_r = out_r
         self.ctl_w: int | None = ctl_w
         self.status_r = status_r
+        self.group = group  # the phase's cgroup, None where none could be created
+        self.prctl = prctl  # set: Ratchet is the subreaper of last resort during the phase
+        self.started = time.monotonic()
         self.interrupted = False
+        self.lost_after: float | None = None  # the shepherd died without a report
+        self.escaped = False  # ...and the output pipe stayed open after the sweep
         self._stop_sent = False
+        self._report = bytearray()
+        self._reported = False  # EOF on the status pipe: the shepherd has left
 
     @classmethod
     def start(cls, spec: RunSpec) -> _Channel:
-        """Fork the shepherd; terminal signals stay blocked until both sides are ready."""
+        """Fork the shepherd; terminal signals stay blocked until both sides are ready.
+
+        Before the fork: the phase's cgroup, and Ratchet becomes a child
+        subreaper until ``close``, so that the orphans of a shepherd killed
+        by its own command come to Ratchet instead of to init.
+        """
         prctl = _prctl()
+        group = None if _contained(spec) else cgroup.create()
+        subreaper = set_subreaper(prctl, True)
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -239,17 +318,20 @@ class _Channel:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             for fd in (out_r, out_w, ctl_r, ctl_w, status_r, status_w):
                 os.close(fd)
+            set_subreaper(prctl, False)
+            if group is not None:
+                cgroup.remove(group)
             raise
         if pid == 0:  # the shepherd: never returns into the caller's code
             code = 1
             try:
-                _shepherd(spec, out_w, ctl_r, status_w, old_mask, prctl)
+                _shepherd(spec, out_w, ctl_r, status_w, old_mask, prctl, group)
                 code = 0
             finally:
                 os._exit(code)
         for fd in (out_w, ctl_r, status_w):
             os.close(fd)
-        channel = cls(pid, out_r, ctl_w, status_r)
+        channel = cls(pid, out_r, ctl_w, status_r, group, prctl if subreaper else None)
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         except KeyboardInterrupt:
@@ -271,22 +353,54 @@ class _Channel:
         self.interrupted = True
         self.stop()
 
+    def read_status(self) -> bool:
+        """Read what the status pipe has; False at EOF (the shepherd has left)."""
+        if not self._reported:
+            chunk = os.read(self.status_r, _CHUNK)
+            self._report += chunk
+            self._reported = not chunk
+        return not self._reported
+
     def status(self) -> dict:
         """The shepherd's one-line JSON report; ``{}`` when it died without one."""
-        data = bytearray()
-        while True:
-            chunk = _uninterrupted(self, lambda: os.read(self.status_r, _CHUNK))
-            if not chunk:
-                break
-            data += chunk
-        try:
-            report = json.loads(data.decode())
-        except ValueError:
+        while _uninterrupted(self, self.read_status):
+            pass
+        report = self._parsed()
+        if report is None:
+            self.sweep()
             return {}
-        return report if isinstance(report, dict) else {}
+        return report
+
+    def _parsed(self) -> dict | None:
+        """The report once it is complete; None before, or when the shepherd left none."""
+        if not self._reported:
+            return None
+        try:
+            report = json.loads(self._report.decode())
+        except ValueError:
+            return None
+        return report if isinstance(report, dict) else None
+
+    def sweep(self) -> None:
+        """The shepherd has left: if it left no report, kill from here what it supervised.
+
+        The phase's cgroup goes at once; the orphans the shepherd left to
+        Ratchet (the subreaper of last resort) are killed tree by tree.
+        """
+        if self._parsed() is not None or self.lost_after is not None:
+            return
+        self.lost_after = time.monotonic() - self.started
+        if self.group is not None:
+            cgroup.kill(self.group)
+        if self.prctl is not None:
+            kill_adopted(self.pid, _DRAIN_S)
 
     def close(self) -> None:
-        """Close our pipe ends (EOF on the control pipe stops a running tree), reap the shepherd."""
+        """Close our pipe ends (EOF on the control pipe stops a running tree), reap the shepherd.
+
+        Then nothing of the phase may be left: its cgroup is killed and
+        removed, and Ratchet stops being a subreaper.
+        """
         if self.ctl_w is not None:
             os.close(self.ctl_w)
             self.ctl_w = None
@@ -296,6 +410,21 @@ class _Channel:
             _uninterrupted(self, lambda: os.waitpid(self.pid, 0))
         except ChildProcessError:
             pass  # someone else's SIGCHLD handler reaped it already
+        if self.group is not None:
+            cgroup.remove(self.group)
+        if self.prctl is not None:
+            set_subreaper(self.prctl, False)
+
+
+def _contained(spec: RunSpec) -> bool:
+    """Whether the command dies with its shepherd without a cgroup: bubblewrap's PID namespace.
+
+    bwrap runs with ``--die-with-parent`` as the namespace's init, and the
+    kernel kills every process of a PID namespace when its init dies. A
+    cgroup would add one migration per phase (a few ms: the kernel waits for
+    an RCU grace period) for nothing.
+    """
+    return spec.sandbox is not None and spec.sandbox.level == "bwrap"
 
 
 class _Capture:
@@ -409,6 +538,7 @@ def _shepherd(
     status_w: int,
     old_mask: set[signal.Signals],
     prctl: Callable[..., int] | None,
+    group: Path | None = None,
 ) -> None:
     """Spawn the command, supervise it, kill what is left, report; then the caller exits."""
     gc.disable()  # a collection could close fds of the parent's garbage that we reuse
@@ -418,7 +548,7 @@ def _shepherd(
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask - {signal.SIGCHLD, signal.SIGTERM})
     sandbox = spec.sandbox or Sandbox("none", Limits())
     wrapped = sandbox.level == "bwrap"
-    shepherd = _Shepherd(wake_r, ctl_r, tracks_tree, sandbox.limits.processes, wrapped)
+    shepherd = _Shepherd(wake_r, ctl_r, tracks_tree, sandbox.limits.processes, wrapped, group)
     try:
         report = shepherd.run(spec, out_w)
     except BaseException:
@@ -429,10 +559,7 @@ def _shepherd(
 
 def _become_subreaper(prctl: Callable[..., int] | None) -> bool:
     """Adopt every orphaned descendant; only worth it when /proc lets us find them."""
-    if prctl is None or not os.access("/proc/self/stat", os.R_OK):
-        return False
-    one, zero = ctypes.c_ulong(1), ctypes.c_ulong(0)
-    return prctl(_PR_SET_CHILD_SUBREAPER, one, zero, zero, zero) == 0
+    return os.access("/proc/self/stat", os.R_OK) and set_subreaper(prctl, True)
 
 
 def _close_fds_except(keep: set[int]) -> None:
@@ -461,19 +588,21 @@ def _ignore(signum: int, frame: object) -> None:
     """The Python-level handler; the wakeup byte carries the information."""
 
 
-def _spawn(spec: RunSpec, out_w: int) -> int:
+def _spawn(spec: RunSpec, out_w: int, group: Path | None = None) -> int:
     """Start the command: own session, stdin /dev/null, stdout+stderr to the output pipe.
 
     The one place that decides how the command is started: the sandbox's
-    prefix goes before ``/bin/sh -c``, and its limits are set on the child.
+    prefix goes before ``/bin/sh -c``, its limits are set on the child, and
+    the child joins the phase's cgroup before it runs anything.
     """
     os.chdir(spec.cwd)
     sandbox = spec.sandbox or Sandbox("none")
+    grant(sandbox)
     argv = [*bwrap_prefix(sandbox, Path(os.getcwd())), "/bin/sh", "-c", spec.command]
     limits = child_rlimits(sandbox.limits) if sandbox.level != "none" else []
-    if not limits:
+    if not limits and group is None:
         return _posix_spawn(argv, spec.env, out_w)
-    return _gated_spawn(argv, spec.env, out_w, limits)
+    return _gated_spawn(argv, spec.env, out_w, limits, group)
 
 
 def _posix_spawn(
@@ -498,15 +627,19 @@ def _posix_spawn(
 
 
 def _gated_spawn(
-    argv: list[str], env: Mapping[str, str], out_w: int, limits: list[tuple[int, int]]
+    argv: list[str],
+    env: Mapping[str, str],
+    out_w: int,
+    limits: list[tuple[int, int]],
+    group: Path | None = None,
 ) -> int:
     """Spawn a shell that waits on a pipe, set its limits with ``prlimit``, then let it exec.
 
     ``posix_spawn`` cannot set limits, and a fork of the shepherd costs as
     much as copying Ratchet's page tables (~15 ms on a VM); this costs one
     extra exec of ``/bin/sh`` (~1 ms). Everything the command starts
-    inherits the limits. If the shepherd dies first, the gate sees EOF and
-    the command never runs.
+    inherits the limits, and its cgroup (``group``) when there is one. If
+    the shepherd dies first, the gate sees EOF and the command never runs.
     """
     read_end, gate_w = os.pipe()
     gate_r = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 10)  # never fd 3 itself
@@ -521,6 +654,8 @@ def _gated_spawn(
     try:
         for which, value in limits:
             resource.prlimit(pid, which, (value, value))
+        if group is not None:
+            cgroup.join(group, pid)
         os.write(gate_w, b"go\n")
     except OSError:
         os.kill(pid, signal.SIGKILL)
@@ -541,8 +676,10 @@ class _Shepherd:
         tracks_tree: bool,
         max_processes: int | None = None,
         wrapped: bool = False,
+        group: Path | None = None,
     ) -> None:
         self.wake_r = wake_r
+        self.group = group  # the phase's cgroup: SIGKILL reaches all of it at once
         self.ctl_r = ctl_r
         self.tracks_tree = tracks_tree  # subreaper with /proc: our children are all of it
         self.wrapped = wrapped  # the main process is bwrap, the command runs below it
@@ -556,16 +693,18 @@ class _Shepherd:
 
     def run(self, spec: RunSpec, out_w: int) -> dict:
         """Spawn, wait for exit / deadline / stop, then make sure nothing is left."""
-        self.started = time.monotonic()
         try:
             for fd in spec.pass_fds:
                 os.set_inheritable(fd, True)
-            self.pid = _spawn(spec, out_w)
+            self.pid = _spawn(spec, out_w, self.group)
         except (OSError, ValueError) as error:
             return {"error": getattr(error, "strerror", None) or str(error)}
         finally:
             for fd in (out_w, *spec.pass_fds):
                 os.close(fd)
+        # The command's time (and its budget) starts once it runs: joining the cgroup can
+        # take an RCU grace period (ms), which is Ratchet's overhead, not the experiment's.
+        self.started = time.monotonic()
         if self.max_processes is not None:
             outrank_the_tree()
         ending = self._supervise(self.started + spec.budget)
@@ -690,6 +829,8 @@ class _Shepherd:
                     os.kill(pid, signum)
             except OSError:
                 pass
+        if signum == signal.SIGKILL and self.group is not None:
+            cgroup.kill(self.group)
 
 
 def _write_all(fd: int, data: bytes) -> None:

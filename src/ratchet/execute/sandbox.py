@@ -1,12 +1,26 @@
 """How much a study's commands may do: resource limits, and bubblewrap isolation.
 
-``[run] sandbox`` picks the level for every phase (smoke, run, evaluate):
+``[run] sandbox`` picks the level for every phase (smoke, run, evaluate).
+What every level gets from the runner (``runner.py``): the budget, the
+whole-tree kill at budget + grace, a capped log, the scrubbed environment
+(``environment.py``: no secret-looking variable, and none in the
+environment block of Ratchet or its shepherd either), and a tree kill that
+survives the death of the shepherd (the phase's cgroup v2 where Ratchet may
+create one, Ratchet as child subreaper otherwise).
+
+``auto`` (default)
+    The strongest level that works on this machine (``resolve``): ``bwrap``
+    where bubblewrap can create its namespaces (and, as root, ``setpriv``
+    exists), else ``process``, else ``none``. When it falls back, every
+    ``ratchet run``, ``try`` and ``status`` prints one warning line saying
+    what the level it got does not stop (so does ``none`` chosen by name);
+    ``ratchet doctor`` says what ``auto`` resolves to.
 
 ``none``
-    No limits beyond the runner's own: the budget and the whole-tree kill.
+    No limits beyond the runner's own.
     Candidate code runs with the user's full permissions.
 
-``process`` (default)
+``process``
     Resource limits on every process of the command's tree, set (with
     ``prlimit``, Linux) on its first process before that runs anything, so
     everything it starts inherits them:
@@ -33,20 +47,52 @@
     limit is capped at the hard limit Ratchet itself runs under, and set as
     both soft and hard limit so the command cannot raise it again.
 
+    What it does *not* stop: the command runs as the user who runs Ratchet.
+    It reaches the network, reads and writes every file that user can (the
+    repository and its ``.git``, the ledger, other worktrees, ``~/.ssh``,
+    keys in dotfiles), sees every process and may signal or (where ptrace
+    is allowed) read the memory of those of the same user: Ratchet itself
+    and its shepherd included, and any other process that was started with
+    a key in its environment (the shell that exported it). As root it can
+    also leave the phase's cgroup and set ``chattr +i`` on files.
+
 ``bwrap``
     The limits above, and the command runs inside bubblewrap: no network
     (its own loopback only), the whole filesystem read-only, a private empty
     ``/tmp``, empty ``/run`` (service sockets, container secrets), and the
     user's repository replaced by an empty directory, so neither its files,
-    its ``.git``, the ledger nor other worktrees can be seen. Inside it the
-    candidate's worktree is bound writable, Ratchet's Python environment is
-    re-exposed read-only when it lives in the repository, the study's
-    protected files are read-only, and ``[run] hide`` paths are empty in the
-    smoke and run phases (visible to the evaluate phase). Later rules win:
-    repository hidden < worktree writable < read-only paths < ``hide``.
-    The command has its own PID namespace (its ``/proc`` shows nothing of
-    the host's processes) and, when Ratchet runs as root, no capabilities.
-    GPU device nodes (``/dev/nvidia*``, ``/dev/dri``) are passed through.
+    its ``.git``, the ledger nor other worktrees can be seen. In the smoke
+    and run phases the user's home directory (``$HOME`` and the account's)
+    is empty too. Inside it the candidate's worktree is bound writable,
+    Ratchet's Python environment (and user site-packages) is re-exposed
+    read-only when it lives in a hidden directory, the study's protected
+    files are read-only, and ``[run] hide`` paths are empty in the smoke and
+    run phases (visible to the evaluate phase). Later rules win: repository
+    and home hidden < worktree writable < read-only paths < ``hide``. The
+    command has its own PID namespace (its ``/proc`` shows nothing of the
+    host's processes, so neither Ratchet nor its shepherd can be signalled
+    or read). GPU device nodes (``/dev/nvidia*``, ``/dev/dri``) are passed
+    through.
+
+    When Ratchet runs as root, the command runs as uid/gid 65534
+    (``SANDBOX_UID``, "nobody") with no capabilities: bwrap starts as root
+    with every capability dropped but the four ``setpriv`` needs
+    (``_SWITCH_CAPS``), and ``setpriv`` switches real, effective and saved
+    ids to the unprivileged user just before ``/bin/sh``, which clears them,
+    and empties the bounding and inheritable sets; bwrap's
+    ``no_new_privs`` keeps setuid programs from giving any back. So it
+    cannot ``chattr +i``, read root-only files, or signal the sandbox's own
+    init. The runner hands it its worktree
+    (``grant``: ``chown`` without following links) before each phase, and
+    directories on the way that others may not enter (a 0700 home or
+    ``mkdtemp``) are replaced by empty ones (``_unsearchable``) so that it
+    can reach what it is given. A user namespace with ``--uid`` was not
+    enough: it maps the command back to uid 0 outside, owner of every
+    root-only file.
+
+    What it does not stop: reading what is world-readable outside the
+    hidden directories (system files, other users' readable files), using
+    the CPU, memory and GPU within the limits, and timing side channels.
 
     ``hide`` entries: ``~`` and ``$VAR``/``${VAR}`` are expanded from
     Ratchet's environment; an entry naming an unset or empty variable, or a
@@ -56,8 +102,9 @@
     (``/dev/null``). An entry that would hide the worktree itself is a
     ``ConfigError``.
 
-A study that asks for a level this machine cannot provide fails at start
-(``check_available``), never silently runs with less.
+A study that asks for a level by name that this machine cannot provide fails
+at start (``check_available``), never silently runs with less; only
+``auto`` falls back, and says so.
 """
 
 from __future__ import annotations
@@ -65,10 +112,13 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import pwd
 import re
 import resource
 import shutil
 import signal
+import site
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -81,6 +131,8 @@ from ..study import RunPhase
 
 __all__ = [
     "Level",
+    "Requested",
+    "SANDBOX_UID",
     "Limits",
     "Sandbox",
     "for_phase",
@@ -91,10 +143,23 @@ __all__ = [
     "expand_path",
     "check_available",
     "require_bwrap",
+    "resolve",
+    "warning",
+    "grant",
     "describe",
 ]
 
 Level = Literal["none", "process", "bwrap"]
+Requested = Literal["auto", "none", "process", "bwrap"]  # what ``[run] sandbox`` may say
+
+SANDBOX_UID = 65534  # "nobody": who the command runs as under bwrap when Ratchet is root
+# What bwrap keeps until setpriv switches to SANDBOX_UID: enter the worktree (owned by that
+# user, maybe 0700), switch, and empty the bounding and inheritable sets on the way.
+_SWITCH_CAPS = ("CAP_DAC_READ_SEARCH", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
+_PROCESS_GAPS = (
+    "candidate code can still use the network, read and write your files"
+    " (the repository, the ledger, ~/.ssh) and signal your other processes"
+)
 
 _MB = 1_000_000
 _INSTALL = "apt-get install bubblewrap (or dnf install bubblewrap)"
@@ -161,6 +226,8 @@ class Sandbox:
     devices: tuple[Path, ...] = ()  # device nodes passed through (GPUs)
     bwrap: str = "bwrap"  # the executable, absolute once checked
     drop_caps: bool = False  # running as root: the command must not keep root's capabilities
+    user: int | None = None  # running as root: the uid (and gid) the command runs as
+    setpriv: str = "setpriv"  # what switches to ``user`` inside the sandbox
 
 
 # --- building one phase's sandbox (reads the filesystem) --------------------------------
@@ -181,25 +248,36 @@ def for_phase(
 
     ``study_root`` is the user's study directory (its repository is what
     gets concealed); ``protected`` are paths relative to ``study_dir``;
-    ``hide`` applies ``[run] hide`` (the smoke and run phases, not evaluate).
-    A sealed phase passes its sealed directory as ``study_dir`` (writable as
-    it is, whatever holds it), the candidate's study directory as
-    ``sealed_from`` (its whole worktree is concealed) and its ``code/`` in
-    ``readonly``.
+    ``hide`` applies ``[run] hide`` and conceals the user's home directory
+    (the smoke and run phases, not evaluate). ``sandbox = "auto"`` is
+    resolved here (``resolve``). A sealed phase passes its sealed directory
+    as ``study_dir`` (writable as it is, whatever holds it), the candidate's
+    study directory as ``sealed_from`` (its whole worktree is concealed) and
+    its ``code/`` in ``readonly``.
     """
     limits = Limits.from_phase(run)
-    if run.sandbox == "none":
+    level = resolve(run.sandbox)
+    if level == "none":
         return Sandbox("none", Limits())
-    if run.sandbox == "process":
+    if level == "process":
         return Sandbox("process", limits)
     environ = os.environ if environ is None else environ
+    root = os.geteuid() == 0
     worktree = _real(study_dir if sealed_from else _checkout_root(study_dir))
-    concealed = _dedupe(
-        [_real(Path(p)) for p in _SERVICE_DIRS if os.path.isdir(p)]
-        + [_real(p) for p in _repositories(study_root)]
-        + ([_real(_checkout_root(sealed_from))] if sealed_from else [])
-    )
+    repositories = [_real(p) for p in _repositories(study_root)]
+    if any(_inside(repo, worktree) for repo in repositories):
+        raise SandboxError(
+            f"{study_dir} is not inside a worktree of its own (it resolves to {worktree},"
+            " which holds the user's repository); a phase can only run in a candidate's checkout"
+        )
+    concealed = [_real(Path(p)) for p in _SERVICE_DIRS if os.path.isdir(p)]
+    concealed += repositories
+    concealed += [_real(_checkout_root(sealed_from))] if sealed_from else []
+    concealed += _homes(environ) if hide else []
     extra_readonly = [_real(p) for p in readonly]
+    if root:  # the unprivileged user must be able to walk to what it is given
+        reachable = (worktree, *_environment_dirs(), *extra_readonly)
+        concealed += _unsearchable(reachable, tuple(concealed))
     readonly = [p for p in _environment_dirs() if _inside_any(p, concealed)]
     readonly = [p for p in readonly if not _inside(p, worktree)] + extra_readonly
     for rel in protected:
@@ -211,11 +289,13 @@ def for_phase(
         "bwrap",
         limits,
         writable=(worktree,),
-        concealed=tuple(p for p in concealed if p != Path("/")),
+        concealed=tuple(_outermost_first(p for p in concealed if p != Path("/"))),
         readonly=tuple(_dedupe(readonly)),
         devices=tuple(Path(p) for p in _gpu_devices()),
         bwrap=require_bwrap(),
-        drop_caps=os.geteuid() == 0,
+        drop_caps=root,
+        user=SANDBOX_UID if root else None,
+        setpriv=(shutil.which("setpriv") or "setpriv") if root else "setpriv",
     )
     found = [(raw, _real(p)) for raw, p in wanted if p is not None and os.path.lexists(p)]
     for raw, path in found:
@@ -225,6 +305,46 @@ def for_phase(
                 " — hide something narrower"
             )
     return _with_hidden(sandbox, [path for _, path in found])
+
+
+def _homes(environ: Mapping[str, str]) -> list[Path]:
+    """The user's home directories (``$HOME`` and the account's): keys, caches, shell history."""
+    found = [environ.get("HOME", "")]
+    try:
+        found.append(pwd.getpwuid(os.geteuid()).pw_dir)
+    except KeyError:
+        pass
+    homes = [_real(Path(p)) for p in found if p and os.path.isdir(p)]
+    return _dedupe(p for p in homes if p != Path("/"))
+
+
+@functools.lru_cache(maxsize=64)  # the same worktree and environment at every phase
+def _unsearchable(targets: tuple[Path, ...], concealed: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The outermost directories on the way to ``targets`` that others may not enter.
+
+    The command runs as ``SANDBOX_UID``; such a directory (``mkdtemp``'s
+    0700, a 0750 home) would stop it short of its own worktree. Concealed,
+    it becomes an empty searchable directory with the targets bound inside:
+    nothing the unprivileged user could have read is shown.
+    """
+    found: list[Path] = []
+    for target in targets:
+        for parent in reversed(target.parents):
+            if _inside_any(parent, [*concealed, *found, Path(_PRIVATE_TMP)]) or parent == Path("/"):
+                continue
+            try:
+                mode = os.stat(parent).st_mode
+            except OSError:
+                break
+            if not mode & stat.S_IXOTH:
+                found.append(parent)
+                break
+    return tuple(found)
+
+
+def _outermost_first(paths: Iterable[Path]) -> list[Path]:
+    """Mount order: a directory before the directories inside it."""
+    return sorted(_dedupe(paths), key=lambda path: len(path.parts))
 
 
 def _with_hidden(sandbox: Sandbox, paths: list[Path]) -> Sandbox:
@@ -295,15 +415,17 @@ def _common_dir(dotgit: Path) -> Path | None:
     return (gitdir / common).resolve()
 
 
-def _environment_dirs() -> list[Path]:
-    """Where ``python`` in a study command comes from: Ratchet's own interpreter and venv.
+@functools.cache
+def _environment_dirs() -> tuple[Path, ...]:
+    """Where ``python`` in a study command comes from: Ratchet's interpreter, venv, user site.
 
     And Ratchet's own package, which an editable install keeps in its source
     checkout: a sealed evaluator imports ``ratchet.evaluation`` from there.
     """
-    package = Path(__file__).resolve().parents[1]
-    roots = (sys.prefix, sys.exec_prefix, sys.base_prefix, package)
-    return _dedupe(_real(Path(p)) for p in roots)
+    dirs = [sys.prefix, sys.exec_prefix, sys.base_prefix, str(Path(__file__).resolve().parents[1])]
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    return tuple(_dedupe(_real(Path(p)) for p in dirs))
 
 
 def _gpu_devices() -> list[str]:
@@ -363,12 +485,21 @@ def bwrap_prefix(
     args = [sandbox.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent"]
     if sandbox.drop_caps:
         args += ["--cap-drop", "ALL"]
+    if sandbox.user is not None:  # kept for bwrap's --chdir and setpriv; all go with root
+        for cap in _SWITCH_CAPS:
+            args += ["--cap-add", cap]
     args += ["--ro-bind", "/", "/", "--dev", "/dev"]
     for device in map(str, sandbox.devices):
         args += ["--dev-bind", device, device]
-    args += ["--proc", "/proc", "--tmpfs", _PRIVATE_TMP]
+    args += ["--proc", "/proc"]
+    if sandbox.user is not None:
+        args += ["--perms", "1777"]  # the private /tmp is the unprivileged user's too
+    args += ["--tmpfs", _PRIVATE_TMP]
     for path in map(str, sandbox.concealed):
         args += ["--tmpfs", path]
+    if sandbox.user is not None:  # bwrap would make them 0700, closed to the user
+        for path in map(str, _skeleton(sandbox)):
+            args += ["--perms", "0755", "--dir", path]
     for path in map(str, sandbox.writable):
         args += ["--bind", path, path]
     for path in map(str, sandbox.readonly):
@@ -380,7 +511,52 @@ def bwrap_prefix(
             args += ["--tmpfs", path, "--remount-ro", path]
         else:
             args += ["--dev-bind", "/dev/null", path]  # a --ro-bind is nodev: unreadable
-    return [*args, "--chdir", str(cwd), "--"]
+    args += ["--chdir", str(cwd), "--"]
+    if sandbox.user is not None:
+        user = str(sandbox.user)
+        args += [sandbox.setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        args += ["--inh-caps=-all", "--bounding-set=-all", "--"]
+    return args
+
+
+def _skeleton(sandbox: Sandbox) -> list[Path]:
+    """The directories bwrap must create inside its empty ones to reach the bound paths."""
+    empty = [Path(_PRIVATE_TMP), *sandbox.concealed]
+    found: list[Path] = []
+    for target in (*sandbox.writable, *sandbox.readonly):
+        for parent in reversed(target.parents):
+            inside_empty = any(parent != root and _inside(parent, root) for root in empty)
+            if inside_empty and not _inside_any(parent, sandbox.writable):
+                found.append(parent)
+    return [p for p in _outermost_first(found) if p not in empty]
+
+
+def grant(sandbox: Sandbox) -> None:
+    """Give the sandbox's user its writable paths (root only; a no-op otherwise).
+
+    Ratchet, as root, writes the worktree as root; the command runs as
+    ``sandbox.user`` and must be able to write it. Symlinks are never
+    followed, and a file with other hard links is left alone: a link to a
+    file outside is not the command's to own.
+    """
+    if sandbox.user is None:
+        return
+    uid = sandbox.user
+    for top in sandbox.writable:
+        _own(top, uid)
+        for folder, dirs, files in os.walk(top):
+            for name in (*dirs, *files):
+                _own(Path(folder) / name, uid)
+
+
+def _own(path: Path, uid: int) -> None:
+    try:
+        info = os.lstat(path)
+        if info.st_uid == uid or (not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1):
+            return
+        os.chown(path, uid, uid, follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def rlimits(
@@ -453,7 +629,15 @@ def require_bwrap() -> str:
         raise SandboxError(
             f'sandbox = "bwrap" needs bubblewrap: {_INSTALL}, or set [run] sandbox = "process"'
         )
-    problem = _probe(path, os.geteuid() == 0)
+    root = os.geteuid() == 0
+    setpriv = shutil.which("setpriv")
+    if root and setpriv is None:
+        raise SandboxError(
+            'sandbox = "bwrap" run as root needs setpriv to run candidates as an unprivileged'
+            ' user: apt-get install util-linux (or dnf install util-linux),'
+            ' or set [run] sandbox = "process"'
+        )
+    problem = _probe(path, root, setpriv or "setpriv")
     if problem:
         raise SandboxError(
             f"bwrap cannot create namespaces here: {problem} — allow unprivileged user"
@@ -464,9 +648,10 @@ def require_bwrap() -> str:
 
 
 @functools.cache
-def _probe(bwrap: str, root: bool) -> str:
+def _probe(bwrap: str, root: bool, setpriv: str = "setpriv") -> str:
     """Run a trivial command with the options every run uses; '' when it works (cached)."""
-    sandbox = Sandbox("bwrap", bwrap=bwrap, drop_caps=root)
+    user = SANDBOX_UID if root else None
+    sandbox = Sandbox("bwrap", bwrap=bwrap, drop_caps=root, user=user, setpriv=setpriv)
     argv = [*bwrap_prefix(sandbox, Path("/")), "/bin/sh", "-c", "exit 0"]
     try:
         done = subprocess.run(
@@ -480,8 +665,13 @@ def _probe(bwrap: str, root: bool) -> str:
     return lines[-1] if lines else f"exit status {done.returncode}"
 
 
-def check_available(level: Level) -> None:
-    """Raise SandboxError (one sentence: why, and what to install) unless ``level`` works here."""
+def check_available(level: Requested) -> None:
+    """Raise SandboxError (one sentence: why, and what to install) unless ``level`` works here.
+
+    ``auto`` always works: it is whatever ``resolve`` finds.
+    """
+    if level == "auto":
+        return
     if level != "none" and not hasattr(resource, "prlimit"):
         raise SandboxError(
             f'sandbox = "{level}" sets resource limits with prlimit, which only Linux has'
@@ -496,17 +686,69 @@ def check_available(level: Level) -> None:
         require_bwrap()
 
 
-def describe(level: Level, hide: Iterable[str] = ()) -> str:
+def _problem(level: Level) -> str:
+    """Why ``level`` does not work here; '' when it does."""
+    try:
+        check_available(level)
+    except SandboxError as error:
+        return str(error)
+    return ""
+
+
+def resolve(requested: Requested) -> Level:
+    """The level a study runs at: ``auto`` is the strongest that works here, else as asked."""
+    if requested != "auto":
+        return requested
+    for level in ("bwrap", "process"):
+        if not _problem(level):
+            return level
+    return "none"
+
+
+def warning(requested: Requested) -> str | None:
+    """One line for every run where ``auto`` fell back below bwrap, or at level ``none``.
+
+    None otherwise: bwrap, and ``process`` chosen by name (a choice made
+    knowingly, e.g. for the GPU study that needs the host's data cache).
+    """
+    level = resolve(requested)
+    if level == "bwrap" or requested == "process":
+        return None
+    if requested == "auto":
+        why = _problem("bwrap" if level == "process" else "process")
+        how = f'sandbox = "auto" fell back to "{level}" here ({_lowered(why)})'
+    else:
+        how = f'sandbox = "{level}"'
+    if level == "none":
+        return f"warning: {how}: candidate code runs with your full permissions"
+    return f"warning: {how}: {_PROCESS_GAPS}"
+
+
+def _lowered(sentence: str) -> str:
+    """A SandboxError's sentence as a clause: its advice to change the setting is dropped."""
+    clause = sentence.split(" — ")[0].split(", or set [run] sandbox")[0]
+    return clause.rstrip(".")
+
+
+def describe(level: Requested, hide: Iterable[str] = ()) -> str:
     """One line for ``ratchet doctor``; raises SandboxError when the level does not work here."""
     check_available(level)
+    if level == "auto":
+        resolved = resolve(level)
+        return f"auto → {describe(resolved, hide)}"
     ignored = '; [run] hide takes effect only with sandbox = "bwrap"' if list(hide) else ""
     if level == "none":
         return "none: no limits — candidate code runs with your full permissions" + ignored
     if level == "process":
-        try:
-            check_available("bwrap")
-            better = 'bwrap also works here (sandbox = "bwrap": no network, read-only files)'
-        except SandboxError:
-            better = f'for no network and read-only files: {_INSTALL}, sandbox = "bwrap"'
+        why = _problem("bwrap")
+        better = (
+            'bwrap also works here (sandbox = "bwrap": no network, read-only files)'
+            if not why
+            else f"no bwrap: {_lowered(why)}"
+        )
         return f"process: resource limits; {better}{ignored}"
-    return f"bwrap: no network, read-only files, repository hidden ({shutil.which('bwrap')})"
+    user = f", runs as uid {SANDBOX_UID}" if os.geteuid() == 0 else ""
+    return (
+        "bwrap: no network, read-only files, repository and home hidden"
+        f"{user} ({shutil.which('bwrap')})"
+    )

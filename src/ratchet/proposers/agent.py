@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ExperimentCrashed, ProposalError, ProposalUnusable
+from ..execute.environment import user_environ
 from ..execute.phases import last_line
 from ..execute.runner import RunResult, RunSpec, run_command
 from ..gitrepo import Repo
@@ -149,7 +150,7 @@ class AgentProposer:
         self.template = template
         self.agent = study.proposer.agent
         self.timeout = study.proposer.agent_timeout
-        self.environ = dict(os.environ if environ is None else environ)
+        self.environ = user_environ() if environ is None else dict(environ)
         self.repo = Repo.discover(study.root)
         self.study_rel = study.root.relative_to(self.repo.root.resolve()).as_posix()
 
@@ -209,6 +210,8 @@ class AgentProposer:
     def _check(self, result: RunResult, log: Path) -> None:
         if result.stop_reason == "interrupted":
             raise KeyboardInterrupt
+        if result.lost:
+            raise ProposalError(f"the {self.agent} agent: {result.lost} (log: {log})")
         if result.timed_out:
             raise ProposalError(
                 f"the {self.agent} agent ran past its {self.timeout:g} s limit and was killed"

@@ -41,14 +41,13 @@ crosses a cap is still used.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ..errors import ConfigError, ProposalError, ProposalsExhausted, ProposalUnusable
-from ..execute.environment import scrub
+from ..execute.environment import scrub, user_environ
 from ..models import Context, Proposal, Usage
 from ..study import Study
 from .edits import EditError, parse_answer
@@ -132,7 +131,7 @@ def resolve_settings(
     study: Study, model: str | None = None, environ: Mapping[str, str] | None = None
 ) -> LLMSettings:
     """Flags > environment > ratchet.toml; every problem is one ``ConfigError`` sentence."""
-    env = os.environ if environ is None else environ
+    env = user_environ() if environ is None else environ
     spec = study.proposer
     name = model or env.get("RATCHET_MODEL") or spec.model
     if not name:
