@@ -74,7 +74,8 @@ _HOME = {
         (
             "CleanupError", "ConfigError", "ExperimentCrashed", "ExperimentError",
             "ExperimentTimeout", "GitError", "LedgerError", "MetricNotFound", "ProposalError",
-            "ProposalsExhausted", "ProposalUnusable", "RatchetError", "SandboxError", "StorageError",
+            "ProposalsExhausted", "ProposalUnusable", "RatchetError", "SandboxError",
+            "StorageError",
         ),
         "errors",
     ),
