@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ratchet import RunOptions, load_study, run_study
-from ratchet.judge import StrictJudge
+from ratchet.decide.judge import StrictJudge
 from ratchet.models import Experiment
 from ratchet.observer import Observer
 from ratchet.proposers import ReplayProposer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ratchet.memory import (
+from ratchet.models import Experiment
+from ratchet.store.journal import (
     CONFIRMED,
     PATCH_CAP,
     find_duplicate,
@@ -16,7 +17,6 @@ from ratchet.memory import (
     similarity,
     write_journal,
 )
-from ratchet.models import Experiment
 
 TRAIN = "import math\n\nLR = 0.03\nSTEPS = 100\n\n\ndef f(x):\n    return x * LR\n"
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from conftest import git, make_repo, ratchet
 
 from ratchet import RunOptions, load_study, run_study
-from ratchet.judge import make_judge
-from ratchet.ledger import Ledger
-from ratchet.memory import CONFIRM_METRIC, CONFIRMED
+from ratchet.decide.judge import make_judge
 from ratchet.models import Context, Proposal
 from ratchet.proposers import ReplayProposer
+from ratchet.store.journal import CONFIRM_METRIC, CONFIRMED
+from ratchet.store.ledger import Ledger
 
 NOISY_TOML = """\
 [study]
@@ -176,7 +176,7 @@ def test_remeasure_never_runs_for_a_deterministic_study(tmp_path: Path, write_re
 
 
 def test_a_ledger_from_before_remeasure_can_record_one(tmp_path: Path, write_replay) -> None:
-    from ratchet import ledger as ledger_module
+    from ratchet.store import ledger as ledger_module
 
     path = tmp_path / "old.sqlite"
     old = ledger_module.SCHEMA.replace(", 'remeasure', 'unconfirmed'", "")

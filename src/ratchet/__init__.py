@@ -3,6 +3,7 @@
 The names below are the library's public face; everything else is internal.
 """
 
+from .decide.judge import Judge, StrictJudge, Verdict
 from .errors import (
     ConfigError,
     ExperimentCrashed,
@@ -18,10 +19,9 @@ from .errors import (
     SandboxError,
     StorageError,
 )
-from .judge import Judge, StrictJudge, Verdict
-from .loop import RunOptions, RunSummary, run_study
 from .models import Context, Experiment, Proposal, Usage
 from .proposers.base import Proposer
+from .run.loop import RunOptions, RunSummary, run_study
 from .study import Study, load_study
 
 __version__ = "0.1.0"

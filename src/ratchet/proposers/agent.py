@@ -51,7 +51,7 @@ from pathlib import Path
 from ..errors import ConfigError, ExperimentCrashed, ProposalError, ProposalUnusable
 from ..execute.phases import last_line
 from ..execute.runner import RunResult, RunSpec, run_command
-from ..gitrepo import Repo
+from ..git.repo import Repo
 from ..models import Context, Experiment, Proposal
 from ..study import Study
 

@@ -21,17 +21,17 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from .errors import ProposalError, ProposalsExhausted, RatchetError
-from .execute.phases import Executor
-from .experiment import BaselineFailed, baseline, remeasure_incumbent, run_proposal, unproposed
-from .judge import Judge
-from .memory import render_journal
-from .models import Context, Experiment
-from .observer import Observer
-from .policies import pick_parent
-from .proposers.base import Proposer
+from ..decide.judge import Judge
+from ..errors import ProposalError, ProposalsExhausted, RatchetError
+from ..execute.phases import Executor
+from ..models import Context, Experiment
+from ..observer import Observer
+from ..policies import pick_parent
+from ..proposers.base import Proposer
+from ..store.journal import render_journal
+from ..study import Study
 from .sampling import remeasure_due
-from .study import Study
+from .trial import BaselineFailed, baseline, remeasure_incumbent, run_proposal, unproposed
 from .verify import linter
 from .workspace import Workspace
 

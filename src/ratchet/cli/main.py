@@ -18,8 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, commands
-from .errors import ExperimentError, RatchetError
+from .. import __version__
+from ..errors import ExperimentError, RatchetError
+from . import commands
 
 __all__ = ["main", "entry"]
 

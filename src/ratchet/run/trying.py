@@ -30,17 +30,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, GitError
-from .execute.phases import Executor
-from .experiment import baseline, remeasure_incumbent, run_proposal
-from .gitrepo import Repo
-from .judge import Judge
-from .models import Experiment, Proposal
-from .observer import Observer
-from .policies.greedy import incumbent
-from .proposers.agent import AGENT_ENV
+from ..decide.judge import Judge
+from ..errors import ConfigError, GitError
+from ..execute.phases import Executor
+from ..git.repo import Repo
+from ..models import Experiment, Proposal
+from ..observer import Observer
+from ..policies.greedy import incumbent
+from ..proposers.agent import AGENT_ENV
+from ..study import Study
 from .sampling import remeasure_due
-from .study import Study
+from .trial import baseline, remeasure_incumbent, run_proposal
 from .workspace import STATE_DIR, Workspace
 
 __all__ = [

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from statistics import NormalDist, fmean
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .stats import Welch, spread, welch
 
 if TYPE_CHECKING:
-    from .study import DecisionSpec
+    from ..study import DecisionSpec
 
 __all__ = [
     "Verdict",
@@ -41,7 +41,7 @@ __all__ = [
 
 CLEAR_LOSS_SIGMAS = 2.0  # one sample this far below the incumbent is not worth a second
 # The sequential boundaries (see NoiseAwareJudge), calibrated by benchmarks/noise.py so that,
-# sampled as ratchet.sampling does it, a no-op is kept at most 1 - confidence of the time.
+# sampled as ratchet.run.sampling does it, a no-op is kept at most 1 - confidence of the time.
 FINAL_SHARE = 0.6  # of 1 - confidence: the last look's level (the early looks add the rest)
 DESIGN_GAIN = 1.0  # in sigmas: the improvement the futility bound measures candidates against
 FUTILITY_Z = 1.75  # discard once this many standard errors below a DESIGN_GAIN improvement
@@ -184,7 +184,7 @@ class NoiseAwareJudge:
     there is no candidate spread: the incumbent's variance stands in for it
     (same measurement, different code) and the degrees of freedom are the
     incumbent's, m - 1. The Student-t tail is computed in pure Python
-    (``ratchet.stats``).
+    (``ratchet.decide.stats``).
 
     Each new sample is a new look at the data, and testing at the full level
     at every look would keep far more than ``1 - confidence`` of the changes

@@ -31,9 +31,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import LedgerError
+from ..models import FINAL_STATUSES, Experiment, Usage
 from .atomic import write_atomically
-from .errors import LedgerError
-from .models import FINAL_STATUSES, Experiment, Usage
 
 __all__ = ["Ledger", "SCHEMA_VERSION"]
 

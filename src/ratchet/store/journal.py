@@ -37,8 +37,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
+from ..models import Experiment
 from .atomic import write_atomically
-from .models import Experiment
 
 __all__ = [
     "CONFIRMED",

@@ -20,19 +20,19 @@ from statistics import median
 from rich.console import Console
 from rich.table import Table
 
+from ..decide.judge import make_judge
+from ..errors import ConfigError, RatchetError
+from ..execute.phases import Candidate, Executor
+from ..execute.sandbox import describe
+from ..git.repo import Repo
+from ..models import Experiment
+from ..proposers import make_proposer
+from ..run.loop import RunOptions, run_study
+from ..run.trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
+from ..run.workspace import STATE_DIR, check_tag, lock_holder, open_ledger
+from ..store.journal import confirmed
+from ..study import CONFIG_NAME, Study, load_study
 from .console import ConsoleObserver, format_metric
-from .errors import ConfigError, RatchetError
-from .execute.phases import Candidate, Executor
-from .execute.sandbox import describe
-from .gitrepo import Repo
-from .judge import make_judge
-from .loop import RunOptions, run_study
-from .memory import confirmed
-from .models import Experiment
-from .proposers import make_proposer
-from .study import CONFIG_NAME, Study, load_study
-from .trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
-from .workspace import STATE_DIR, check_tag, lock_holder, open_ledger
 
 __all__ = ["register"]
 
@@ -135,7 +135,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _template_root() -> Path:
     """Templates are the repository's examples/ (a source checkout or editable install)."""
-    here = Path(__file__).resolve().parents[2] / "examples"
+    here = Path(__file__).resolve().parents[3] / "examples"
     if here.is_dir():
         return here
     packaged = resources.files("ratchet") / "templates"
@@ -439,7 +439,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from ..report import write_report
 
     study = load_study(Path(args.dir))
     experiments = _experiments(study, args.tag)
@@ -497,7 +497,7 @@ def _repo_line(study: Study) -> str:
 
 def _proposer_line(study: Study) -> str:
     if study.proposer.kind == "llm":
-        from .proposers.llm import check_endpoint
+        from ..proposers.llm import check_endpoint
 
         return check_endpoint(study)
     if study.proposer.kind == "replay" and not study.proposer.replay:

@@ -43,13 +43,13 @@ from pathlib import Path
 from statistics import fmean
 from typing import TYPE_CHECKING
 
-from .execute.phases import Executor, Measurement
-from .judge import Judge, Verdict, noise
-from .memory import CONFIRM_METRIC, CONFIRMED
-from .metrics import MetricParser, ProgressPoint
-from .models import Experiment
-from .prune import Pruner
-from .study import Study
+from ..decide.judge import Judge, Verdict, noise
+from ..decide.prune import Pruner
+from ..execute.phases import Executor, Measurement
+from ..metrics import MetricParser, ProgressPoint
+from ..models import Experiment
+from ..store.journal import CONFIRM_METRIC, CONFIRMED
+from ..study import Study
 
 if TYPE_CHECKING:
     from .workspace import Workspace

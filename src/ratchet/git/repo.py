@@ -46,8 +46,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from .errors import GitError
-from .gitobjects import (
+from ..errors import GitError
+from .objects import (
     SUBMODULE_MODE,
     TREE_MODE,
     ObjectWriter,

@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from statistics import median
 
-from .metrics import ProgressPoint
+from ..metrics import ProgressPoint
 
 __all__ = [
     "CURVE_SIGMAS",

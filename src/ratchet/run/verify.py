@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .memory import find_duplicate
-from .models import Experiment, Proposal
-from .study import Study
+from ..models import Experiment, Proposal
+from ..store.journal import find_duplicate
+from ..study import Study
 
 __all__ = [
     "MAX_FILE_BYTES",

@@ -10,13 +10,13 @@ then results.tsv and the journal, so after a crash the ledger is the truth.
 
 from __future__ import annotations
 
-from .errors import ExperimentError, ProposalError, ProposalUnusable
-from .execute.phases import Executor
-from .judge import Judge
-from .memory import normalized_patch, patch_meta, write_journal
-from .models import Experiment, Proposal
-from .observer import Observer
-from .policies.greedy import incumbent
+from ..decide.judge import Judge
+from ..errors import ExperimentError, ProposalError, ProposalUnusable
+from ..execute.phases import Executor
+from ..models import Experiment, Proposal
+from ..observer import Observer
+from ..policies.greedy import incumbent
+from ..store.journal import normalized_patch, patch_meta, write_journal
 from .sampling import Outcome, measure_baseline, measure_candidate, remeasure
 from .verify import dedupe, diff_stats, verify
 from .workspace import Workspace

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .models import Experiment
-from .observer import Observer
-from .study import Study
+from ..models import Experiment
+from ..observer import Observer
+from ..study import Study
 
 __all__ = ["ConsoleObserver", "format_metric"]
 
