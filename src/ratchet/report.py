@@ -34,11 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ratchet.models import STATUSES, Experiment
+from .models import KEPT, MEASURES_COMMIT, STATUSES, Experiment, better, gain, incumbent
 
 __all__ = ["Hit", "Summary", "summarize", "render_markdown", "write_report"]
 
-_FRONTIER = ("baseline", "keep")
 _GREEN, _DARK_GREEN, _GREY, _RED = "#2ecc71", "#1a7a3a", "#bbbbbb", "#d62728"
 _LABEL_CHARS = 45
 _TOP_HITS = 25
@@ -78,14 +77,9 @@ class Summary:
         return self.keeps / self.after_baseline if self.after_baseline else None
 
 
-def _better(a: float, b: float, goal: str) -> bool:
-    """True when ``a`` is strictly better than ``b`` for ``goal``."""
-    return a > b if goal == "maximize" else a < b
-
-
 def _frontier(experiments: list[Experiment]) -> list[Experiment]:
     """The measured baseline and kept experiments, in order."""
-    return [e for e in experiments if e.status in _FRONTIER and e.metric is not None]
+    return [e for e in experiments if e.status in KEPT and e.metric is not None]
 
 
 def summarize(experiments: list[Experiment], goal: str) -> Summary:
@@ -95,10 +89,7 @@ def summarize(experiments: list[Experiment], goal: str) -> Summary:
     counts = {s: tally[s] for s in order}
     frontier = _frontier(experiments)
     baseline = next((e for e in frontier if e.status == "baseline"), None)
-    best = None
-    for e in frontier:
-        if best is None or _better(float(e.metric), float(best.metric), goal):
-            best = e
+    best = incumbent(frontier)
     return Summary(
         total=len(experiments),
         counts=counts,
@@ -116,8 +107,7 @@ def _improvement(baseline: Experiment | None, best: Experiment | None, goal: str
     if baseline is None or best is None or baseline.metric == 0:
         return None
     base, top = float(baseline.metric), float(best.metric)
-    gain = top - base if goal == "maximize" else base - top
-    return 100.0 * gain / abs(base)
+    return 100.0 * gain(top, base, goal) / abs(base)
 
 
 def _hits(experiments: list[Experiment], goal: str) -> list[Hit]:
@@ -129,12 +119,10 @@ def _hits(experiments: list[Experiment], goal: str) -> list[Hit]:
         metric = float(e.metric)
         previous = by_commit.get(e.parent or "", running)
         if e.status == "keep" and previous is not None:
-            gain = metric - previous if goal == "maximize" else previous - metric
-            hits.append(Hit(e, previous, gain))
+            hits.append(Hit(e, previous, gain(metric, previous, goal)))
         if e.commit:
             by_commit[e.commit] = metric
-        if running is None or _better(metric, running, goal):
-            running = metric
+        running = metric  # the incumbent's value when the next keep replaced it
     return sorted(hits, key=lambda h: -h.gain)
 
 
@@ -252,7 +240,7 @@ def _draw_others(
 ) -> None:
     """Grey dots for measured non-kept experiments, edge markers for the rest."""
     others = [
-        e for e in experiments if e.status not in (*_FRONTIER, "remeasure") and e.metric is not None
+        e for e in experiments if e.status not in MEASURES_COMMIT and e.metric is not None
     ]
     inside = [(index[id(e)], e.metric) for e in others if lo <= e.metric <= hi]
     if inside:
@@ -289,7 +277,7 @@ def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], g
     )
     best, running = [], None
     for y in ys:
-        running = y if running is None or _better(y, running, goal) else running
+        running = y if running is None or better(y, running, goal) else running
         best.append(running)
     last = max(index.values())
     ax.step(

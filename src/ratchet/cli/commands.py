@@ -25,7 +25,7 @@ from ..errors import ConfigError, RatchetError
 from ..execute.phases import Candidate, Executor
 from ..execute.sandbox import describe
 from ..git.repo import Repo
-from ..models import Experiment
+from ..models import FAILED, JUDGED, KEPT, ROUTINE, Experiment
 from ..proposers import make_proposer
 from ..run.loop import RunOptions, run_study
 from ..run.trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
@@ -241,7 +241,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     experiments = _experiments(study, args.tag)
     out = _out()
     counts = Counter(e.status for e in experiments)
-    kept = [e for e in experiments if e.status in ("baseline", "keep")]
+    kept = [e for e in experiments if e.status in KEPT]
     out.print(f"study {study.name} ({study.metric.name}, {study.metric.goal})")
     if study.run.sandbox == "none":
         out.print('warning: sandbox = "none": candidate code runs with your full permissions')
@@ -278,10 +278,9 @@ def _budget_lines(experiments: list[Experiment]) -> list[str]:
     duration of one sample × (its samples + 1) minus what it ran. Both are
     estimates of what a full run would have cost; they are labelled as such.
     """
-    failed = ("crash", "timeout", "pruned")
-    spent = sum(e.duration_s for e in experiments if e.status in failed)
+    spent = sum(e.duration_s for e in experiments if e.status in FAILED)
     lines = [f"budget    {spent:.1f} s spent on candidates that crashed, timed out or were pruned"]
-    judged = [e for e in experiments if e.status in ("keep", "discard", "unconfirmed")]
+    judged = [e for e in experiments if e.status in JUDGED]
     measured = judged or [e for e in experiments if e.status in ("baseline", "remeasure")]
     if not measured:
         return lines
@@ -316,7 +315,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     for e in experiments:
         note = (
             f" ({e.reason.splitlines()[0]})"
-            if e.reason and e.status not in ("keep", "discard", "baseline")
+            if e.reason and e.status not in ROUTINE
             else ""
         )
         table.add_row(

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from ..models import Experiment
+from ..models import KEPT, ROUTINE, Experiment, incumbent
 from ..observer import Observer
 from ..study import Study
 
@@ -45,9 +45,9 @@ class ConsoleObserver(Observer):
         self.console = console
         self.study = study
         self.counts = Counter(e.status for e in history)
-        kept = [e for e in history if e.status in ("baseline", "keep")]
-        self.best = kept[-1].metric if kept else None
-        self.baseline = kept[0].metric if kept else None
+        best = incumbent(history)
+        self.best = best.metric if best else None
+        self.baseline = next((e.metric for e in history if e.status == "baseline"), None)
         self.exp = ""
         self.phase = ""
         self.phase_t0 = 0.0
@@ -77,7 +77,7 @@ class ConsoleObserver(Observer):
 
     def experiment_finished(self, experiment: Experiment) -> None:
         self.counts[experiment.status] += 1
-        if experiment.status in ("baseline", "keep"):
+        if experiment.status in KEPT:
             self.best = experiment.metric
             self.baseline = self.baseline if self.baseline is not None else experiment.metric
         self.console.print(self._row(experiment), highlight=False)
@@ -93,7 +93,7 @@ class ConsoleObserver(Observer):
         row.append(f"{self.study.metric.name}={format_metric(exp.metric):<12} ")
         row.append(f"{exp.duration_s:6.1f}s  ")
         row.append(exp.description[:80])
-        if exp.reason and exp.status not in ("keep", "discard", "baseline"):
+        if exp.reason and exp.status not in ROUTINE:
             row.append(f"  ({exp.reason.splitlines()[0][:100]})", style="dim")
         return row
 

@@ -24,6 +24,7 @@ from statistics import NormalDist, fmean
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..errors import ConfigError
+from ..models import better, gain
 from .stats import Welch, spread, welch
 
 if TYPE_CHECKING:
@@ -54,11 +55,6 @@ class Verdict:
 
     decision: Literal["keep", "discard", "more"]
     reason: str
-
-
-def better(candidate: float, incumbent: float, goal: str) -> bool:
-    """True when ``candidate`` is strictly better than ``incumbent`` under ``goal``."""
-    return candidate < incumbent if goal == "minimize" else candidate > incumbent
 
 
 def noise(samples: Sequence[float]) -> float:
@@ -355,8 +351,7 @@ class NoiseAwareJudge:
 
 def _compare(samples: Sequence[float], incumbent: Sequence[float], goal: str) -> _Comparison:
     """Welch's test on values oriented so that bigger is better."""
-    sign = -1.0 if goal == "minimize" else 1.0
-    test = welch([sign * x for x in samples], [sign * x for x in incumbent])
+    test = welch([gain(x, 0.0, goal) for x in samples], [gain(x, 0.0, goal) for x in incumbent])
     return _Comparison(tuple(samples), tuple(incumbent), test, spread(samples), spread(incumbent))
 
 

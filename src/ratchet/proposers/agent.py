@@ -52,7 +52,7 @@ from ..errors import ConfigError, ExperimentCrashed, ProposalError, ProposalUnus
 from ..execute.phases import last_line
 from ..execute.runner import RunResult, RunSpec, run_command
 from ..git.repo import Repo
-from ..models import Context, Experiment, Proposal
+from ..models import ROUTINE, Context, Experiment, Proposal
 from ..study import Study
 
 __all__ = [
@@ -386,7 +386,7 @@ def agent_prompt(context: Context, study: Study) -> str:
 def _history(history: list[Experiment], tag: str) -> str:
     lines = []
     for e in [e for e in history if e.tag == tag][-HISTORY_ROWS:]:
-        measured = e.status in ("keep", "discard", "baseline")
+        measured = e.status in ROUTINE
         why = f" ({e.reason.splitlines()[0][:160]})" if e.reason and not measured else ""
         lines.append(f"#{e.id} {e.status} {_value(e.metric)} {e.description}{why}")
     return "\n".join(lines)

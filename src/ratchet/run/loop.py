@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ..decide.judge import Judge
 from ..errors import ProposalError, ProposalsExhausted, RatchetError
 from ..execute.phases import Executor
-from ..models import Context, Experiment
+from ..models import BROKE, Context, Experiment, incumbent
 from ..observer import Observer
 from ..policies import pick_parent
 from ..proposers.base import Proposer
@@ -139,7 +139,7 @@ def _experiment(
 def _context(
     ws: Workspace, parent: Experiment, files: dict[str, str], history: list[Experiment]
 ) -> Context:
-    failures = [e for e in history if e.status in ("crash", "timeout") and e.tag == ws.tag]
+    failures = [e for e in history if e.status in BROKE and e.tag == ws.tag]
     return Context(
         study_name=ws.study.name,
         tag=ws.tag,
@@ -161,12 +161,12 @@ def _context(
 
 def _summary(ws: Workspace, ran: int, stopped: str) -> RunSummary:
     exps = ws.experiments()
-    measured = [e for e in exps if e.status in ("baseline", "keep")]
+    best = incumbent(exps)
     return RunSummary(
         tag=ws.tag,
         ran=ran,
         kept=sum(e.status == "keep" for e in exps),
-        baseline=measured[0].metric if measured else None,
-        best=measured[-1].metric if measured else None,
+        baseline=next((e.metric for e in exps if e.status == "baseline"), None),
+        best=best.metric if best else None,
         stopped=stopped,
     )

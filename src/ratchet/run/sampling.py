@@ -47,7 +47,7 @@ from ..decide.judge import Judge, Verdict, noise
 from ..decide.prune import Pruner
 from ..execute.phases import Executor, Measurement
 from ..metrics import MetricParser, ProgressPoint
-from ..models import Experiment
+from ..models import MEASURES_COMMIT, RAN, Experiment, better
 from ..store.journal import CONFIRM_METRIC, CONFIRMED
 from ..study import Study
 
@@ -75,8 +75,6 @@ __all__ = [
 
 Watch = Callable[[ProgressPoint], "str | None"]
 
-_OF_INCUMBENT = ("baseline", "keep", "remeasure")  # rows whose samples measure their commit
-_RAN = ("discard", "crash", "timeout", "pruned", "unconfirmed")  # candidates that spent budget
 
 
 @dataclass(frozen=True)
@@ -208,7 +206,7 @@ def incumbent_samples(history: Sequence[Experiment], incumbent: Experiment) -> l
     return [
         value
         for e in history
-        if e.commit == incumbent.commit and e.status in _OF_INCUMBENT
+        if e.commit == incumbent.commit and e.status in MEASURES_COMMIT
         for value in e.samples
     ]
 
@@ -226,9 +224,9 @@ def remeasure_due(history: Sequence[Experiment], study: Study, judge: Judge) -> 
         return False
     ran = 0
     for e in reversed(history):
-        if e.status in _OF_INCUMBENT:
+        if e.status in MEASURES_COMMIT:
             break
-        ran += e.status in _RAN
+        ran += e.status in RAN
     return ran >= every
 
 
@@ -350,9 +348,7 @@ def _verdict(
         return True, f"confirm {name} {m.metric:.6g}"
     decision = judge.decide([m.metric], reference, goal).decision
     if decision == "more":
-        mean = fmean(reference)
-        improved = m.metric < mean if goal == "minimize" else m.metric > mean
-        decision = "keep" if improved else "discard"
+        decision = "keep" if better(m.metric, fmean(reference), goal) else "discard"
     ok = decision == "keep"
     word = "confirmed" if ok else "not confirmed"
     return ok, f"{word}: {name} {m.metric:.6g} vs {fmean(reference):.6g} by [confirm]"

@@ -13,9 +13,8 @@ from __future__ import annotations
 from ..decide.judge import Judge
 from ..errors import ExperimentError, ProposalError, ProposalUnusable
 from ..execute.phases import Executor
-from ..models import Experiment, Proposal
+from ..models import Experiment, Proposal, incumbent
 from ..observer import Observer
-from ..policies.greedy import incumbent
 from ..store.journal import normalized_patch, patch_meta, write_journal
 from .sampling import Outcome, measure_baseline, measure_candidate, remeasure
 from .verify import dedupe, diff_stats, verify

@@ -34,9 +34,8 @@ from ..decide.judge import Judge
 from ..errors import ConfigError, GitError
 from ..execute.phases import Executor
 from ..git.repo import Repo
-from ..models import Experiment, Proposal
+from ..models import Experiment, Proposal, incumbent
 from ..observer import Observer
-from ..policies.greedy import incumbent
 from ..proposers.agent import AGENT_ENV
 from ..study import Study
 from .sampling import remeasure_due

@@ -21,9 +21,8 @@ from typing import IO
 from ..errors import ConfigError, LedgerError
 from ..execute.phases import Candidate
 from ..git.repo import Repo, Worktree
-from ..models import Experiment, Proposal
+from ..models import Experiment, Proposal, incumbent
 from ..observer import Observer
-from ..policies.greedy import incumbent
 from ..store.ledger import Ledger
 from ..study import Study
 from .verify import normalize_path

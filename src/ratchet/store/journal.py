@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-from ..models import Experiment
+from ..models import JUDGED, KEPT, NOT_TRIED, UNTOLD, Experiment, gain
 from .atomic import write_atomically
 
 __all__ = [
@@ -66,8 +66,6 @@ CONFIRM_METRIC = "ratchet.confirm"
 _PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _NUMBER = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_NOT_TRIED = ("running", "interrupted", "remeasure")  # never decided, or not a proposal
-_MEASURED = ("keep", "discard", "unconfirmed")
 
 
 def confirmed(exp: Experiment) -> bool | None:
@@ -161,7 +159,7 @@ def find_duplicate(
     grams, numbers = _shape(patch[:PATCH_CAP])
     for exp in history:
         theirs = exp.meta.get("patch")
-        if exp.status in _NOT_TRIED or not isinstance(theirs, str) or not theirs:
+        if exp.status in NOT_TRIED or not isinstance(theirs, str) or not theirs:
             continue
         if exp.meta.get("patch_sha") == sha:
             return exp
@@ -195,7 +193,7 @@ def _parents(history: Sequence[Experiment]) -> dict[str, float]:
     return {
         e.commit: e.metric
         for e in history
-        if e.commit and e.metric is not None and e.status in ("baseline", "keep")
+        if e.commit and e.metric is not None and e.status in KEPT
     }
 
 
@@ -209,7 +207,7 @@ def _change(metric: float, parent: float | None, name: str, goal: str) -> str:
     delta = metric - parent
     if delta == 0:
         return f"left {name} unchanged at {_number(metric)}"
-    improved = delta < 0 if goal == "minimize" else delta > 0
+    improved = gain(metric, parent, goal) > 0
     return f"made {name} {'better' if improved else 'worse'} by {abs(delta):.3g}"
 
 
@@ -223,7 +221,7 @@ def lesson(exp: Experiment, parent_metric: float | None, *, metric_name: str, go
     if status == "remeasure":
         measured = "no metric" if exp.metric is None else f"{metric_name} {_number(exp.metric)}"
         return f"{what}: {measured}" + (f" ({why})" if why else "")
-    if status in _MEASURED and exp.metric is not None:
+    if status in JUDGED and exp.metric is not None:
         text = f"{what} {_change(exp.metric, parent_metric, metric_name, goal)} ({status})"
         if status == "unconfirmed" or confirmed(exp) is False:
             text += " but did not confirm"
@@ -258,10 +256,10 @@ def render_journal(
     rows = [
         e
         for e in reversed(history)
-        if e.status not in ("running", "remeasure") and not e.reason.startswith("proposal:")
+        if e.status not in UNTOLD and not e.reason.startswith("proposal:")
     ]
-    kept = [e for e in rows if e.status in ("baseline", "keep")]
-    others = [e for e in rows if e.status not in ("baseline", "keep")]
+    kept = [e for e in rows if e.status in KEPT]
+    others = [e for e in rows if e.status not in KEPT]
     sections = [
         ("Kept, newest first:", kept),
         ("Recent, newest first:", others[:recent]),
