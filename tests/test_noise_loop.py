@@ -176,12 +176,11 @@ def test_remeasure_never_runs_for_a_deterministic_study(tmp_path: Path, write_re
 
 
 def test_a_ledger_from_before_remeasure_can_record_one(tmp_path: Path, write_replay) -> None:
-    from ratchet.store import ledger as ledger_module
+    from ratchet.store.migrations import migrate
 
     path = tmp_path / "old.sqlite"
-    old = ledger_module.SCHEMA.replace(", 'remeasure', 'unconfirmed'", "")
-    db = sqlite3.connect(path)
-    db.executescript(old + f"PRAGMA user_version = {ledger_module.SCHEMA_VERSION};")
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, upto=1)  # the first schema, before remeasure and unconfirmed
     db.execute("INSERT INTO experiments VALUES (1,'main',NULL,'c','b','','{}',0,0,0,'',0)")
     db.execute("INSERT INTO outcomes VALUES (1,'baseline',5.0,'',1.0,0)")
     db.commit()
