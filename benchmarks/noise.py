@@ -3,7 +3,7 @@
 Pure simulation (seeded ``random``, no processes): the metric is minimized and
 every measurement is the true value plus normal noise with sigma 1. Judges
 come from the real API, ``make_judge(DecisionSpec(...))``, and are sampled as
-``ratchet.run.sampling`` does it: the baseline takes ``baseline_samples`` samples
+``ratchet.decide.sampling`` says: the baseline takes ``baseline_samples`` samples
 (strict: one); a candidate is sampled while the judge says ``more``, at most
 ``max_samples`` times (a ``more`` at the cap is a discard), and before each
 further candidate sample the incumbent is topped up to as many samples as the
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from statistics import NormalDist, fmean
 
 from ratchet.decide.judge import Judge, make_judge
-from ratchet.run.sampling import needs_top_up
+from ratchet.decide.sampling import needs_top_up
 from ratchet.study import DecisionSpec
 
 GOAL = "minimize"

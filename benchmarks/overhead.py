@@ -6,7 +6,12 @@ real loop with git, the ledger, the runner and results.tsv export. For each
 experiment: time between consecutive finished experiments minus the time the
 experiment's command itself ran. Prints median, mean and p90 in milliseconds.
 
-    python benchmarks/overhead.py [--experiments 40]
+``--history N`` first writes N finished experiments of the same tag into the
+ledger (a measured baseline, then discards each with its own stored patch), so
+the figures are those of a long run: the history, the dedupe scan, the journal
+and results.tsv all hold N + 40 rows.
+
+    python benchmarks/overhead.py [--experiments 40] [--history 1000]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from ratchet.decide.judge import StrictJudge
 from ratchet.models import Experiment
 from ratchet.observer import Observer
 from ratchet.proposers import ReplayProposer
+from ratchet.store.ledger import Ledger
 
 TOML = """\
 [study]
@@ -78,13 +84,40 @@ def make_study(root: Path, n: int) -> Path:
     return replay
 
 
+def prefill(root: Path, rows: int) -> None:
+    """``rows`` finished experiments of tag ``bench``: the baseline at HEAD, then discards."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    ledger = Ledger(root / ".ratchet" / "ledger.sqlite")
+    try:
+        for i in range(rows):
+            kind = "baseline" if i == 0 else "discard"
+            value = 1000.0 if i == 0 else 2000.0 + i
+            patch = f"--- value.txt\n-score: 1000\n+score: {value:g} # old {i}"
+            exp_id = ledger.start(
+                tag="bench",
+                parent=None if i == 0 else head,
+                commit=head,
+                description=f"old {i}",
+                meta={} if i == 0 else {"patch": patch, "patch_sha": f"{i:064x}"},
+            )
+            ledger.add_sample(exp_id, seed=0, value=value, status="ok", duration_s=0.01)
+            ledger.finish(exp_id, status=kind, metric=value, duration_s=0.01)
+    finally:
+        ledger.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=40)
+    parser.add_argument("--history", type=int, default=0, help="rows already in the ledger")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "study"
         replay = make_study(root, args.experiments)
+        if args.history:
+            prefill(root, args.history)
         clock = Clock()
         study = load_study(root)
         run_study(study, ReplayProposer(replay), StrictJudge(), RunOptions(tag="bench"), clock)
@@ -94,7 +127,7 @@ def main() -> None:
     ]
     commands = [exp.duration_s * 1000 for _, exp in clock.marks[1:]]
     overheads.sort()
-    print(f"experiments:            {len(overheads)}")
+    print(f"experiments:            {len(overheads)} (ledger held {args.history} before)")
     print(f"experiment process, ms: median {statistics.median(commands):.1f}")
     print(
         f"ratchet overhead, ms:   median {statistics.median(overheads):.1f}"

@@ -6,7 +6,7 @@ progress lines, with a per-run offset of the asymptote (seed-to-seed noise,
 σ = 0.005, which is also the final metric's noise) and per-point jitter (a
 training loss on one batch: 0.03; a validation loss: 0.005). The incumbent is
 a baseline of 3 samples; its first run's curve is the reference, as in
-``ratchet.run.sampling``. Candidates are a mix of what a proposer produces:
+``ratchet.run.trial``. Candidates are a mix of what a proposer produces:
 
     neutral (30 %)   asymptote ± 0.002
     worse   (35 %)   asymptote + 0.01 … 0.15, speed ± 20 %

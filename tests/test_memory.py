@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ratchet.decide.dedupe import (
+    PATCH_CAP,
+    find_duplicate,
+    normalized_patch,
+    patch_meta,
+    similarity,
+)
 from ratchet.models import Experiment
 from ratchet.store.journal import (
     CONFIRMED,
-    PATCH_CAP,
-    find_duplicate,
     journal_markdown,
     lesson,
-    normalized_patch,
-    patch_meta,
     render_journal,
-    similarity,
     write_journal,
 )
 

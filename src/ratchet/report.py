@@ -3,7 +3,7 @@
 The figure follows karpathy/autoresearch's analysis notebook: experiment
 number on x, the metric on y, non-kept measured experiments as small grey
 dots, the baseline and kept experiments as larger green points labelled with
-their description, and a running-best step line.
+their description, and a step line of the incumbent's value.
 
 Decisions worth knowing:
 
@@ -14,11 +14,13 @@ Decisions worth knowing:
   frontier spans more than two orders of magnitude.
 - Experiments without a metric (crash, timeout, rejected, interrupted) are
   small red crosses along the bottom edge, so failures stay visible.
-- "Best" is the best measured baseline or kept experiment in the goal's
-  direction; discarded experiments never count, even when their number looks
-  better (the judge had a reason).
+- "Best" is the incumbent (``models.incumbent``: the latest baseline or
+  keep), the same best as ``ratchet status``, the console and the run's
+  summary; discarded experiments never count, even when their number looks
+  better (the judge had a reason), and neither does an earlier keep whose
+  noisy mean happens to look better than the latest.
 - A hit's delta is measured against the incumbent it replaced: the kept or
-  baseline experiment whose commit is its parent, else the running best.
+  baseline experiment whose commit is its parent, else the previous keep.
 - The keep rate is keeps over the experiments after the baseline (running
   ones excluded).
 - matplotlib is imported inside ``write_report`` and used through its object
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import KEPT, MEASURES_COMMIT, STATUSES, Experiment, better, gain, incumbent
+from .models import KEPT, MEASURES_COMMIT, STATUSES, Experiment, gain, incumbent
 
 __all__ = ["Hit", "Summary", "summarize", "render_markdown", "write_report"]
 
@@ -222,7 +224,7 @@ def _y_range(frontier: list[float], log: bool) -> tuple[float, float]:
 
 
 def _draw(ax: Any, experiments: list[Experiment], summary: Summary, goal: str) -> None:
-    """Points, labels, the running-best line and the off-scale / failure markers."""
+    """Points, labels, the incumbent's step line and the off-scale / failure markers."""
     frontier = _frontier(experiments)
     values = [float(e.metric) for e in frontier]
     log = min(values) > 0 and max(values) / min(values) > 100
@@ -262,7 +264,7 @@ def _draw_others(
 
 
 def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], goal: str) -> None:
-    """Green labelled points and the running-best step line."""
+    """Green labelled points and the incumbent's step line."""
     xs = [index[id(e)] for e in frontier]
     ys = [float(e.metric) for e in frontier]
     ax.scatter(
@@ -275,20 +277,16 @@ def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], g
         linewidths=0.5,
         label="baseline and kept",
     )
-    best, running = [], None
-    for y in ys:
-        running = y if running is None or better(y, running, goal) else running
-        best.append(running)
     last = max(index.values())
-    ax.step(
+    ax.step(  # the incumbent's value over time: each keep replaced the one before
         [*xs, last],
-        [*best, best[-1]],
+        [*ys, ys[-1]],
         where="post",
         color="#27ae60",
         linewidth=2,
         alpha=0.7,
         zorder=3,
-        label="running best",
+        label="best (the incumbent)",
     )
     for x, y, e in zip(xs, ys, frontier, strict=True):
         label = _short(e.description) or e.status

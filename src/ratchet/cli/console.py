@@ -67,11 +67,11 @@ class ConsoleObserver(Observer):
         self.exp = f"#{exp_id} {description[:60]}"
         self._draw(force=True)
 
-    def phase_started(self, phase: str, budget: float) -> None:
+    def phase_started(self, exp_id: int, phase: str, budget: float) -> None:
         self.phase, self.budget, self.phase_t0 = phase, budget, time.monotonic()
         self._draw(force=True)
 
-    def output_line(self, line: str) -> None:
+    def output_line(self, exp_id: int, line: str) -> None:
         self.last_line = line[:100]
         self._draw()
 

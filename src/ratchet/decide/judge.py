@@ -42,7 +42,7 @@ __all__ = [
 
 CLEAR_LOSS_SIGMAS = 2.0  # one sample this far below the incumbent is not worth a second
 # The sequential boundaries (see NoiseAwareJudge), calibrated by benchmarks/noise.py so that,
-# sampled as ratchet.run.sampling does it, a no-op is kept at most 1 - confidence of the time.
+# sampled as ratchet.decide.sampling says, a no-op is kept at most 1 - confidence of the time.
 FINAL_SHARE = 0.6  # of 1 - confidence: the last look's level (the early looks add the rest)
 DESIGN_GAIN = 1.0  # in sigmas: the improvement the futility bound measures candidates against
 FUTILITY_Z = 1.75  # discard once this many standard errors below a DESIGN_GAIN improvement
