@@ -110,3 +110,57 @@ def test_events_carry_the_experiment_id_and_rows_say_where_they_ran(
     assert {(e.worker, e.host, e.budget_s) for e in (base, kept, rejected)} == {
         ("w0", socket.gethostname(), 10.0)
     }
+
+
+NOISY_TOML = """\
+[study]
+name = "noisy"
+[files]
+editable = ["value.txt"]
+[run]
+command = "true"
+budget = 5
+[metric]
+name = "score"
+goal = "minimize"
+[decision]
+rule = "noise-aware"
+remeasure_every = 2
+[proposer]
+kind = "replay"
+"""
+NOISE = [0.0, 0.3, -0.3, 0.2, -0.2, 0.1, -0.1, 0.25, -0.25]
+
+
+class NoisyFromCommit(ScoreFromCommit):
+    """``value.txt`` at the candidate's commit, plus a noise fixed by the seed."""
+
+    def measure(self, candidate: Candidate, watch: object = None) -> Measurement:
+        m = super().measure(candidate)
+        noisy = (m.metric or 0.0) + NOISE[candidate.seed % len(NOISE)]
+        return Measurement("ok", metric=noisy, duration_s=0.0)
+
+
+def test_top_ups_and_remeasures_keep_the_history_in_ledger_order(tmp_path: Path) -> None:
+    from conftest import make_repo
+
+    from ratchet.decide.judge import make_judge
+    from ratchet.store.journal import journal_markdown
+
+    root = make_repo(tmp_path / "s", {"ratchet.toml": NOISY_TOML, "program.md": "x",
+                                      "value.txt": "score: 5\n"})  # fmt: skip
+    replay = tmp_path / "r.jsonl"
+    import json
+
+    replay.write_text("".join(json.dumps(p) + "\n" for p in _values(4.8, 5.1, 4.9, 3)))
+    study = load_study(root)
+    run_study(study, ReplayProposer(replay), make_judge(study.decision), RunOptions(),
+              executor=NoisyFromCommit(root))  # fmt: skip
+    exps = _ledger(root)
+    statuses = [e.status for e in exps]
+    assert statuses[0] == "baseline" and "remeasure" in statuses  # topped up or re-measured
+    candidate_rows = [e for e in exps if e.status not in ("baseline", "remeasure")]
+    assert [e.description for e in candidate_rows] == ["4.8", "5.1", "4.9", "3"]
+    # the journal written from the in-memory history is the one the ledger gives
+    written = (root / ".ratchet" / "journal.md").read_text()
+    assert written == journal_markdown(exps, metric_name="score", goal="minimize", title="noisy")
