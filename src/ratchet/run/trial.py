@@ -108,8 +108,13 @@ class Trial:
         proposal: Proposal | None = None,
         meta: dict[str, Any] | None = None,
         usage: Usage | None = None,
+        proposed: bool = False,
     ) -> Trial:
-        """The ``running`` row, written before anything runs."""
+        """The ``running`` row, written before anything runs.
+
+        ``proposed``: the row is the proposer's (a proposal, or its failure), so it
+        records the proposer's name; a measurement (baseline, re-measure) has none.
+        """
         ws = bench.ws
         exp_id = ws.ledger.start(
             tag=ws.tag,
@@ -123,7 +128,7 @@ class Trial:
             budget_s=bench.executor.budget,
             worker=bench.worker,
             host=bench.host,
-            proposer=bench.proposer if proposal or usage else "",
+            proposer=bench.proposer if proposed else "",
         )
         return cls(bench, exp_id, commit)
 
@@ -285,7 +290,7 @@ def run_proposal(
     meta = {**proposal.meta, "diff": diff, **patch_meta(patch)}
     trial = Trial.start(
         bench, parent=base, commit=commit, description=proposal.description, proposal=proposal,
-        meta=meta,
+        meta=meta, proposed=True,
     )  # fmt: skip
     if rejection or link:
         reason = f"{rejection.stage}: {rejection.reason}" if rejection else f"{link} is a symlink"
@@ -354,6 +359,7 @@ def unproposed(bench: Bench, parent: Experiment, exc: ProposalError) -> Experime
         description="(no proposal)",
         meta={"proposer_failed": not isinstance(exc, ProposalUnusable)},
         usage=exc.usage,
+        proposed=True,
     )
     return trial.finish(Outcome("rejected", None, f"proposal: {exc}"))
 
