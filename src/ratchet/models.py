@@ -4,6 +4,11 @@ Every proposer returns a ``Proposal``; every proposer receives a ``Context``;
 the ledger hands back ``Experiment`` records. They are dataclasses with no
 behaviour beyond small derived properties, so any part can be tested with
 plain data.
+
+The rules every part shares are defined here once, so a figure means the same
+in the loop, the console, ``status``, the report and the dashboard: the status
+groups (``KEPT``, ``RAN``…), "better under the goal" (``gain``, ``better``) and
+"the best so far" (``incumbent``).
 """
 
 from __future__ import annotations

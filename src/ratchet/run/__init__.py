@@ -1,1 +1,2 @@
-"""The only package that composes effects: workspace, one experiment (trial), the loop, ``try``."""
+"""The only package that composes effects: the workspace, verification, one experiment
+(``trial``), the loop, and ``ratchet try``."""
