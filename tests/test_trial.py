@@ -39,11 +39,9 @@ class ScoreFromCommit:
         raise AssertionError("the study has no [confirm]")
 
 
-class AlwaysTheBaseline:
+def always_the_baseline(experiments: list[Experiment]) -> Experiment | None:
     """A policy that never builds on a keep: every change starts from the baseline."""
-
-    def pick_parent(self, experiments: list[Experiment]) -> Experiment | None:
-        return next((e for e in experiments if e.status == "baseline"), None)
+    return next((e for e in experiments if e.status == "baseline"), None)
 
 
 class Events(Observer):
@@ -82,7 +80,7 @@ def test_an_injected_executor_and_policy_drive_the_loop(fast_study: Path, write_
         StrictJudge(),
         RunOptions(),
         executor=executor,
-        policy=AlwaysTheBaseline(),
+        policy=always_the_baseline,
     )
     exps = _ledger(fast_study)
     assert [(e.status, e.metric) for e in exps] == [

@@ -1,17 +1,5 @@
-"""Choosing the parent of the next experiment: a ``Policy`` (pure, over the history)."""
+"""Choosing the parent of the next experiment."""
 
-from __future__ import annotations
+from .greedy import pick_parent
 
-from collections.abc import Sequence
-from typing import Protocol
-
-from ..models import Experiment
-from .greedy import Greedy, pick_parent
-
-__all__ = ["Policy", "Greedy", "pick_parent"]
-
-
-class Policy(Protocol):
-    """Picks the experiment the next change builds on, from this tag's history."""
-
-    def pick_parent(self, experiments: Sequence[Experiment]) -> Experiment | None: ...
+__all__ = ["pick_parent"]

@@ -6,18 +6,9 @@ from collections.abc import Sequence
 
 from ..models import Experiment, incumbent
 
-__all__ = ["Greedy", "pick_parent", "incumbent"]
+__all__ = ["pick_parent", "incumbent"]
 
 
 def pick_parent(experiments: Sequence[Experiment]) -> Experiment | None:
     """Greedy hill-climbing: the next change starts from the incumbent."""
     return incumbent(experiments)
-
-
-class Greedy:
-    """The greedy ``Policy``: every change builds on the incumbent."""
-
-    name = "greedy"
-
-    def pick_parent(self, experiments: Sequence[Experiment]) -> Experiment | None:
-        return pick_parent(experiments)

@@ -17,13 +17,15 @@ proposals (verify, dedupe) cost no budget.
 The executor and the policy are seams: ``run_study(..., executor=..., policy=...)``
 takes any object with ``BaseExecutor``'s methods (a test passes a function
 wrapped in one, so the loop runs in milliseconds without processes) and any
-``Policy``; by default the local process executor and the greedy policy.
+``Policy`` (a pure function of the tag's history); by default the local process
+executor and the greedy ``pick_parent``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..decide.judge import Judge
@@ -33,7 +35,7 @@ from ..execute.base import BaseExecutor
 from ..execute.phases import Executor
 from ..models import BROKE, Context, Experiment, incumbent
 from ..observer import Observer
-from ..policies import Greedy, Policy
+from ..policies import pick_parent
 from ..proposers.base import Proposer
 from ..store.journal import render_journal
 from ..study import Study
@@ -41,7 +43,10 @@ from .trial import BaselineFailed, Bench, baseline, remeasure_incumbent, run_pro
 from .verify import linter
 from .workspace import Workspace
 
-__all__ = ["RunOptions", "RunSummary", "BaselineFailed", "run_study"]
+__all__ = ["RunOptions", "RunSummary", "BaselineFailed", "Policy", "run_study"]
+
+# The policy seam: this tag's history in, the experiment to build on out (pure).
+Policy = Callable[[Sequence[Experiment]], "Experiment | None"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def run_study(
                 study, pinned=workspace.pinned, observer=observer, budget=options.budget
             )
         bench = Bench(workspace, executor, judge, observer, proposer=proposer.name)
-        summary = _loop(bench, proposer, policy or Greedy(), options)
+        summary = _loop(bench, proposer, policy or pick_parent, options)
     except BaseException:
         # The first error is the one to report (a full disk while writing the ledger,
         # say); a second failure of the export must not replace it.
@@ -135,7 +140,7 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
 
 def _experiment(bench: Bench, proposer: Proposer, policy: Policy) -> Experiment:
     """One full experiment: propose, then the trial (verify, commit, measure, judge, record)."""
-    parent = policy.pick_parent(bench.mine())
+    parent = policy(bench.mine())
     assert parent is not None and parent.commit is not None
     files = bench.ws.checkout(parent.commit)
     try:
