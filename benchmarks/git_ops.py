@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ratchet import gitrepo
-from ratchet.gitrepo import Repo
+from ratchet.git.repo import Repo
 
 __all__ = ["main"]
 

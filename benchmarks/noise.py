@@ -3,7 +3,7 @@
 Pure simulation (seeded ``random``, no processes): the metric is minimized and
 every measurement is the true value plus normal noise with sigma 1. Judges
 come from the real API, ``make_judge(DecisionSpec(...))``, and are sampled as
-``ratchet.sampling`` does it: the baseline takes ``baseline_samples`` samples
+``ratchet.decide.sampling`` says: the baseline takes ``baseline_samples`` samples
 (strict: one); a candidate is sampled while the judge says ``more``, at most
 ``max_samples`` times (a ``more`` at the cap is a discard), and before each
 further candidate sample the incumbent is topped up to as many samples as the
@@ -40,8 +40,8 @@ import time
 from dataclasses import dataclass, field
 from statistics import NormalDist, fmean
 
-from ratchet.judge import Judge, make_judge
-from ratchet.sampling import needs_top_up
+from ratchet.decide.judge import Judge, make_judge
+from ratchet.decide.sampling import needs_top_up
 from ratchet.study import DecisionSpec
 
 GOAL = "minimize"

@@ -13,7 +13,13 @@ metric), ``--evaluate report`` the same evaluator reporting through
 evaluate phase (its directory, copies, pipe, cleanup), and the experiment
 process time includes the evaluator's Python.
 
-    python benchmarks/overhead.py [--experiments 40] [--evaluate none|print|report]
+``--history N`` first writes N finished experiments of the same tag into the
+ledger (a measured baseline, then discards each with its own stored patch), so
+the figures are those of a long run: the history, the dedupe scan, the journal
+and results.tsv all hold N + 40 rows.
+
+    python benchmarks/overhead.py [--experiments 40] [--history 1000]
+                                  [--evaluate none|print|report]
                                   [--sandbox auto|none|process|bwrap]
 
 The sandbox level is the study's default (``auto``) unless given: bwrap
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -31,11 +38,12 @@ import time
 from pathlib import Path
 
 from ratchet import RunOptions, load_study, run_study
+from ratchet.decide.judge import StrictJudge
 from ratchet.execute.sandbox import resolve
-from ratchet.judge import StrictJudge
 from ratchet.models import Experiment
 from ratchet.observer import Observer
 from ratchet.proposers import ReplayProposer
+from ratchet.store.ledger import Ledger
 
 TOML = """\
 [study]
@@ -115,18 +123,54 @@ def make_study(root: Path, n: int, evaluate: str = "none", sandbox: str | None =
     return replay
 
 
+def prefill(root: Path, rows: int) -> None:
+    """``rows`` finished experiments of tag ``bench``: the baseline at HEAD, then discards."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    ledger = Ledger(root / ".ratchet" / "ledger.sqlite")
+    try:
+        for i in range(rows):
+            kind = "baseline" if i == 0 else "discard"
+            value = 1000.0 if i == 0 else 2000.0 + i
+            patch = f"--- value.txt\n-score: 1000\n+score: {value:g} # old {i}"
+            exp_id = ledger.start(
+                tag="bench",
+                parent=None if i == 0 else head,
+                commit=head,
+                description=f"old {i}",
+                meta={} if i == 0 else {"patch": patch, "patch_sha": f"{i:064x}"},
+            )
+            ledger.add_sample(exp_id, seed=0, value=value, status="ok", duration_s=0.01)
+            ledger.finish(exp_id, status=kind, metric=value, duration_s=0.01)
+    finally:
+        ledger.close()
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process, and of its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=40)
+    parser.add_argument("--history", type=int, default=0, help="rows already in the ledger")
     parser.add_argument("--evaluate", choices=("none", "print", "report"), default="none")
     parser.add_argument("--sandbox", choices=("auto", "none", "process", "bwrap"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "study"
         replay = make_study(root, args.experiments, args.evaluate, args.sandbox)
+        if args.history:
+            prefill(root, args.history)
         clock = Clock()
         study = load_study(root)
+        before = _cpu()
         run_study(study, ReplayProposer(replay), StrictJudge(), RunOptions(tag="bench"), clock)
+        own, children = (after - start for after, start in zip(_cpu(), before, strict=True))
     overheads = [
         (t1 - t0 - exp.duration_s) * 1000
         for (t0, _), (t1, exp) in zip(clock.marks, clock.marks[1:], strict=False)
@@ -134,12 +178,18 @@ def main() -> None:
     commands = [exp.duration_s * 1000 for _, exp in clock.marks[1:]]
     overheads.sort()
     print(f"sandbox level:          {resolve(study.run.sandbox)}")
-    print(f"experiments:            {len(overheads)}")
+    print(f"experiments:            {len(overheads)} (ledger held {args.history} before)")
     print(f"experiment process, ms: median {statistics.median(commands):.1f}")
     print(
         f"ratchet overhead, ms:   median {statistics.median(overheads):.1f}"
         f"  mean {statistics.fmean(overheads):.1f}"
         f"  p90 {overheads[int(0.9 * (len(overheads) - 1))]:.1f}"
+    )
+    runs = len(clock.marks)
+    print(
+        f"cpu per experiment, ms: ratchet {own / runs * 1000:.1f}"
+        f"  child processes (git, the experiment) {children / runs * 1000:.1f}"
+        "  (less sensitive to a busy machine than wall time)"
     )
     print("target: <= 30 ms per experiment (median)")
 

@@ -6,7 +6,7 @@ progress lines, with a per-run offset of the asymptote (seed-to-seed noise,
 σ = 0.005, which is also the final metric's noise) and per-point jitter (a
 training loss on one batch: 0.03; a validation loss: 0.005). The incumbent is
 a baseline of 3 samples; its first run's curve is the reference, as in
-``ratchet.sampling``. Candidates are a mix of what a proposer produces:
+``ratchet.run.trial``. Candidates are a mix of what a proposer produces:
 
     neutral (30 %)   asymptote ± 0.002
     worse   (35 %)   asymptote + 0.01 … 0.15, speed ± 20 %
@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from ratchet.judge import NoiseAwareJudge, noise
+from ratchet.decide.judge import NoiseAwareJudge, noise
+from ratchet.decide.prune import Pruner
 from ratchet.metrics import MetricParser, ProgressPoint
-from ratchet.prune import Pruner
 
 POINTS = 40
 SEED_SIGMA = 0.005
@@ -233,7 +233,7 @@ def _curve(log_dir: str, metric: str) -> list[ProgressPoint]:
 
 
 def from_ledger(study_dir: Path) -> None:
-    from ratchet.ledger import Ledger
+    from ratchet.store.ledger import Ledger
     from ratchet.study import load_study
 
     study = load_study(study_dir)

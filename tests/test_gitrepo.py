@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ratchet import gitrepo
 from ratchet.errors import GitError
-from ratchet.gitrepo import Repo, Worktree
+from ratchet.git import repo as gitrepo
+from ratchet.git.repo import Repo, Worktree
 
 FILES = {
     "train.py": "LR = 0.01\nprint('loss: 1.0')\n",

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
+from ratchet.decide.judge import NoiseAwareJudge, StrictJudge, make_judge, noise
+from ratchet.decide.stats import regularized_beta, spread, t_sf, welch
 from ratchet.errors import ConfigError
-from ratchet.judge import NoiseAwareJudge, StrictJudge, make_judge, noise
-from ratchet.stats import regularized_beta, spread, t_sf, welch
 from ratchet.study import DecisionSpec
 
 INCUMBENT = [0.430, 0.424, 0.436]  # mean 0.430, spread 0.006

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ratchet.errors import LedgerError
-from ratchet.ledger import Ledger
 from ratchet.models import Usage
+from ratchet.store.ledger import Ledger
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PARENT = "fedcba9876543210fedcba9876543210fedcba98"

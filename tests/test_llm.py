@@ -15,10 +15,10 @@ from conftest import FAST_TOML, git, make_repo, ratchet
 from llm_servers import Answer, Fail, Hang, ScriptedLLM, last_user_text
 
 from ratchet import ConfigError, RunOptions, load_study, run_study
-from ratchet.judge import StrictJudge
-from ratchet.ledger import Ledger
+from ratchet.decide.judge import StrictJudge
 from ratchet.proposers import make_proposer
 from ratchet.proposers.llm import resolve_settings
+from ratchet.store.ledger import Ledger
 
 KEY = "sk-test-proposer-key-0123456789"
 LLM = 'kind = "llm"\nmodel = "test-model"\nretries = 2\ntimeout = 30\nmax_failures = 3\n'

@@ -8,10 +8,10 @@ import pytest
 from conftest import FAST_TOML, git, make_repo
 
 from ratchet import ConfigError, RunOptions, load_study, run_study
-from ratchet.judge import StrictJudge
-from ratchet.ledger import Ledger
-from ratchet.loop import BaselineFailed
+from ratchet.decide.judge import StrictJudge
 from ratchet.proposers import ReplayProposer
+from ratchet.run.loop import BaselineFailed
+from ratchet.store.ledger import Ledger
 
 # value.txt is a shell script (the run phase); check.sh scores what it left in out.txt.
 EVAL_TOML = FAST_TOML.replace(

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ratchet.memory import (
-    CONFIRMED,
+from ratchet.decide.dedupe import (
     PATCH_CAP,
     find_duplicate,
-    journal_markdown,
-    lesson,
     normalized_patch,
     patch_meta,
-    render_journal,
     similarity,
-    write_journal,
 )
 from ratchet.models import Experiment
+from ratchet.store.journal import (
+    CONFIRMED,
+    journal_markdown,
+    lesson,
+    render_journal,
+    write_journal,
+)
 
 TRAIN = "import math\n\nLR = 0.03\nSTEPS = 100\n\n\ndef f(x):\n    return x * LR\n"
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from conftest import git, make_repo, ratchet
 
 from ratchet import RunOptions, load_study, run_study
-from ratchet.judge import make_judge
-from ratchet.ledger import Ledger
-from ratchet.memory import CONFIRM_METRIC, CONFIRMED
+from ratchet.decide.judge import make_judge
 from ratchet.models import Context, Proposal
 from ratchet.proposers import ReplayProposer
+from ratchet.store.journal import CONFIRM_METRIC, CONFIRMED
+from ratchet.store.ledger import Ledger
 
 NOISY_TOML = """\
 [study]
@@ -176,12 +176,11 @@ def test_remeasure_never_runs_for_a_deterministic_study(tmp_path: Path, write_re
 
 
 def test_a_ledger_from_before_remeasure_can_record_one(tmp_path: Path, write_replay) -> None:
-    from ratchet import ledger as ledger_module
+    from ratchet.store.migrations import migrate
 
     path = tmp_path / "old.sqlite"
-    old = ledger_module.SCHEMA.replace(", 'remeasure', 'unconfirmed'", "")
-    db = sqlite3.connect(path)
-    db.executescript(old + f"PRAGMA user_version = {ledger_module.SCHEMA_VERSION};")
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, upto=1)  # the first schema, before remeasure and unconfirmed
     db.execute("INSERT INTO experiments VALUES (1,'main',NULL,'c','b','','{}',0,0,0,'',0)")
     db.execute("INSERT INTO outcomes VALUES (1,'baseline',5.0,'',1.0,0)")
     db.commit()

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from ratchet.decide.prune import Pruner, curve_goal, curve_key, jitter, should_prune, value_at
 from ratchet.metrics import MetricParser, ProgressPoint
-from ratchet.prune import Pruner, curve_goal, curve_key, jitter, should_prune, value_at
 
 
 def curve(values: dict[float, float], key: str = "val_loss") -> list[ProgressPoint]:

@@ -24,7 +24,7 @@ import pytest
 from conftest import git, make_repo, ratchet
 
 import ratchet as ratchet_package
-from ratchet.cli import main
+from ratchet.cli.main import main
 from ratchet.errors import ConfigError, SandboxError
 from ratchet.execute.phases import Candidate, Executor, Measurement
 from ratchet.execute.sandbox import Limits, check_available, expand_path, rlimits

@@ -37,6 +37,7 @@ def test_a_better_change_is_committed_to_the_current_branch(fast_study: Path) ->
     ]
     exp = json.loads(ratchet("log", str(fast_study), "--json").stdout)[-1]
     assert exp["commit"] == git(fast_study, "rev-parse", "HEAD")
+    assert (exp["proposer"], exp["worker"], exp["budget_s"]) == ("try", "w0", 10.0)
 
 
 def test_a_worse_change_is_restored_to_head(fast_study: Path) -> None:

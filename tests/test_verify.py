@@ -8,12 +8,12 @@ import pytest
 from conftest import FAST_TOML, git, make_repo
 
 from ratchet import RunOptions, load_study, run_study
-from ratchet.judge import make_judge
-from ratchet.ledger import Ledger
+from ratchet.decide.judge import make_judge
 from ratchet.models import Proposal
 from ratchet.observer import Observer
 from ratchet.proposers import ReplayProposer
-from ratchet.verify import linter, verify
+from ratchet.run.verify import linter, verify
+from ratchet.store.ledger import Ledger
 
 needs_ruff = pytest.mark.skipif(linter() is None, reason="ruff is not installed")
 
@@ -72,7 +72,7 @@ def test_lint_only_counts_what_the_change_introduced(tmp_path: Path) -> None:
 
 
 def test_lint_is_skipped_without_ruff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ratchet.verify.linter", lambda: None)
+    monkeypatch.setattr("ratchet.run.verify.linter", lambda: None)
     study = load_study(_study(tmp_path))
     typo = SOLVE.replace("return math.pi", "return mth.pi")
     assert verify(Proposal("typo", {"solve.py": typo}), study, {"solve.py": SOLVE}) is None
@@ -88,7 +88,7 @@ def test_the_loop_says_once_that_lint_is_off(
         def message(self, text: str) -> None:
             self.lines.append(text)
 
-    monkeypatch.setattr("ratchet.loop.linter", lambda: None)
+    monkeypatch.setattr("ratchet.run.loop.linter", lambda: None)
     notes = Notes()
     _run(_study(tmp_path), write_replay([]), notes)
     assert sum("ruff is not installed" in line for line in notes.lines) == 1

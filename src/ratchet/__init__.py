@@ -14,6 +14,7 @@ TYPE_CHECKING = False  # not typing's: importing typing alone costs an evaluator
 if TYPE_CHECKING:  # the names resolve lazily (below); type checkers see them here
     from typing import Any
 
+    from .decide.judge import Judge, StrictJudge, Verdict
     from .errors import (
         CleanupError,
         ConfigError,
@@ -30,10 +31,9 @@ if TYPE_CHECKING:  # the names resolve lazily (below); type checkers see them he
         SandboxError,
         StorageError,
     )
-    from .judge import Judge, StrictJudge, Verdict
-    from .loop import RunOptions, RunSummary, run_study
     from .models import Context, Experiment, Proposal, Usage
     from .proposers.base import Proposer
+    from .run.loop import RunOptions, RunSummary, run_study
     from .study import Study, load_study
 
 __version__ = "0.1.0"
@@ -79,8 +79,8 @@ _HOME = {
         ),
         "errors",
     ),
-    **dict.fromkeys(("Judge", "StrictJudge", "Verdict"), "judge"),
-    **dict.fromkeys(("RunOptions", "RunSummary", "run_study"), "loop"),
+    **dict.fromkeys(("Judge", "StrictJudge", "Verdict"), "decide.judge"),
+    **dict.fromkeys(("RunOptions", "RunSummary", "run_study"), "run.loop"),
     **dict.fromkeys(("Context", "Experiment", "Proposal", "Usage"), "models"),
     "Proposer": "proposers.base",
     "Study": "study",

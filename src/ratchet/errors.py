@@ -1,6 +1,6 @@
 """Every error Ratchet raises on purpose.
 
-The library raises, the command line reports: ``cli.py`` turns any
+The library raises, the command line reports: ``cli.main`` turns any
 ``RatchetError`` into one sentence and exit code 2. Each message names what
 went wrong, where, and how to fix it.
 

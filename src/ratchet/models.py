@@ -4,16 +4,34 @@ Every proposer returns a ``Proposal``; every proposer receives a ``Context``;
 the ledger hands back ``Experiment`` records. They are dataclasses with no
 behaviour beyond small derived properties, so any part can be tested with
 plain data.
+
+The rules every part shares are defined here once, so a figure means the same
+in the loop, the console, ``status``, the report and the dashboard: the status
+groups (``KEPT``, ``RAN``…), "better under the goal" (``gain``, ``better``) and
+"the best so far" (``incumbent``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 __all__ = [
     "STATUSES",
     "FINAL_STATUSES",
+    "KEPT",
+    "MEASURES_COMMIT",
+    "JUDGED",
+    "FAILED",
+    "BROKE",
+    "RAN",
+    "ROUTINE",
+    "UNTOLD",
+    "NOT_TRIED",
+    "gain",
+    "better",
+    "incumbent",
     "Status",
     "Goal",
     "Usage",
@@ -38,6 +56,27 @@ Status = Literal[
 STATUSES: tuple[str, ...] = get_args(Status)
 FINAL_STATUSES: tuple[str, ...] = STATUSES[1:]
 Goal = Literal["minimize", "maximize"]
+
+# The status groups, each defined once: every test of a status in Ratchet names one of these.
+KEPT = ("baseline", "keep")  # measured commits the branch moved to; the last is the incumbent
+MEASURES_COMMIT = (*KEPT, "remeasure")  # rows whose samples all measure their own commit
+JUDGED = ("keep", "discard", "unconfirmed")  # candidates measured to the end and judged
+FAILED = ("crash", "timeout", "pruned")  # candidates that spent budget and have no metric
+BROKE = ("crash", "timeout")  # ended in an error: the log tail is worth showing a proposer
+RAN = (*JUDGED, *FAILED)  # candidates that spent budget (rejected ones cost nothing)
+ROUTINE = ("baseline", "keep", "discard")  # the reason is the judge's routine explanation
+UNTOLD = ("running", "remeasure")  # rows that teach a proposer nothing about a change
+NOT_TRIED = ("running", "interrupted", "remeasure")  # never decided, or not a proposal
+
+
+def gain(value: float, reference: float, goal: str) -> float:
+    """How much better ``value`` is than ``reference`` under ``goal`` (negative: worse)."""
+    return reference - value if goal == "minimize" else value - reference
+
+
+def better(value: float, reference: float, goal: str) -> bool:
+    """True when ``value`` is strictly better than ``reference`` under ``goal``."""
+    return gain(value, reference, goal) > 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +125,10 @@ class Experiment:
     created_at: float = 0.0
     duration_s: float = 0.0
     log_dir: str = ""
+    budget_s: float | None = None  # the run phase's budget (None on rows older than it)
+    worker: str = ""  # which worker ran it (its worktree), "" before workers were recorded
+    host: str = ""  # the machine it ran on
+    proposer: str = ""  # what proposed it (mutate, llm, agent, replay, try); "" for measurements
 
 
 @dataclass(frozen=True)
@@ -110,3 +153,17 @@ class Context:
     journal: str = ""  # compact lessons from earlier experiments, most relevant first
     workdir: str = ""  # the study directory inside the candidate worktree (agent proposers)
     seed: int = 0
+
+
+def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:
+    """The best so far: the latest baseline or kept experiment, the head of the branch.
+
+    This is the one definition of "best" (the run summary, the console, ``status``
+    and the report all use it): a keep was judged better than its parent with the
+    samples at hand, so the latest one is the incumbent even when a noisy mean of an
+    earlier keep happens to be lower.
+    """
+    for exp in reversed(experiments):
+        if exp.status in KEPT:
+            return exp
+    return None

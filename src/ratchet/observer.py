@@ -2,7 +2,8 @@
 
 The loop calls these hooks; the command line renders them live with rich,
 tests record them. The base class ignores everything, so an observer only
-overrides what it shows. Hooks are called on the loop's own thread and must
+overrides what it shows. Every event about an experiment carries its id, so
+a view can follow several experiments in flight. Hooks are called on the loop's own thread and must
 return quickly: they sit on the hot path of every experiment.
 """
 
@@ -19,11 +20,11 @@ class Observer:
     def experiment_started(self, exp_id: int, description: str) -> None:
         """A candidate passed verification and is about to run."""
 
-    def phase_started(self, phase: str, budget: float) -> None:
-        """A phase (smoke, run, evaluate) of the current experiment started."""
+    def phase_started(self, exp_id: int, phase: str, budget: float) -> None:
+        """A phase (smoke, run, evaluate, confirm) of experiment ``exp_id`` started."""
 
-    def output_line(self, line: str) -> None:
-        """One line the current phase printed, as it arrives."""
+    def output_line(self, exp_id: int, line: str) -> None:
+        """One line a phase of experiment ``exp_id`` printed, as it arrives."""
 
     def experiment_finished(self, experiment: Experiment) -> None:
         """An experiment got its final status."""

@@ -3,7 +3,7 @@
 The figure follows karpathy/autoresearch's analysis notebook: experiment
 number on x, the metric on y, non-kept measured experiments as small grey
 dots, the baseline and kept experiments as larger green points labelled with
-their description, and a running-best step line.
+their description, and a step line of the incumbent's value.
 
 Decisions worth knowing:
 
@@ -14,11 +14,13 @@ Decisions worth knowing:
   frontier spans more than two orders of magnitude.
 - Experiments without a metric (crash, timeout, rejected, interrupted) are
   small red crosses along the bottom edge, so failures stay visible.
-- "Best" is the best measured baseline or kept experiment in the goal's
-  direction; discarded experiments never count, even when their number looks
-  better (the judge had a reason).
+- "Best" is the incumbent (``models.incumbent``: the latest baseline or
+  keep), the same best as ``ratchet status``, the console and the run's
+  summary; discarded experiments never count, even when their number looks
+  better (the judge had a reason), and neither does an earlier keep whose
+  noisy mean happens to look better than the latest.
 - A hit's delta is measured against the incumbent it replaced: the kept or
-  baseline experiment whose commit is its parent, else the running best.
+  baseline experiment whose commit is its parent, else the previous keep.
 - The keep rate is keeps over the experiments after the baseline (running
   ones excluded).
 - matplotlib is imported inside ``write_report`` and used through its object
@@ -34,12 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ratchet.models import STATUSES, Experiment
-from ratchet.safetext import printable
+from .models import KEPT, MEASURES_COMMIT, STATUSES, Experiment, gain, incumbent
+from .safetext import printable
 
 __all__ = ["Hit", "Summary", "summarize", "render_markdown", "write_report"]
 
-_FRONTIER = ("baseline", "keep")
 _GREEN, _DARK_GREEN, _GREY, _RED = "#2ecc71", "#1a7a3a", "#bbbbbb", "#d62728"
 _LABEL_CHARS = 45
 _TOP_HITS = 25
@@ -79,14 +80,9 @@ class Summary:
         return self.keeps / self.after_baseline if self.after_baseline else None
 
 
-def _better(a: float, b: float, goal: str) -> bool:
-    """True when ``a`` is strictly better than ``b`` for ``goal``."""
-    return a > b if goal == "maximize" else a < b
-
-
 def _frontier(experiments: list[Experiment]) -> list[Experiment]:
     """The measured baseline and kept experiments, in order."""
-    return [e for e in experiments if e.status in _FRONTIER and e.metric is not None]
+    return [e for e in experiments if e.status in KEPT and e.metric is not None]
 
 
 def summarize(experiments: list[Experiment], goal: str) -> Summary:
@@ -96,10 +92,7 @@ def summarize(experiments: list[Experiment], goal: str) -> Summary:
     counts = {s: tally[s] for s in order}
     frontier = _frontier(experiments)
     baseline = next((e for e in frontier if e.status == "baseline"), None)
-    best = None
-    for e in frontier:
-        if best is None or _better(float(e.metric), float(best.metric), goal):
-            best = e
+    best = incumbent(frontier)
     return Summary(
         total=len(experiments),
         counts=counts,
@@ -117,8 +110,7 @@ def _improvement(baseline: Experiment | None, best: Experiment | None, goal: str
     if baseline is None or best is None or baseline.metric == 0:
         return None
     base, top = float(baseline.metric), float(best.metric)
-    gain = top - base if goal == "maximize" else base - top
-    return 100.0 * gain / abs(base)
+    return 100.0 * gain(top, base, goal) / abs(base)
 
 
 def _hits(experiments: list[Experiment], goal: str) -> list[Hit]:
@@ -130,12 +122,10 @@ def _hits(experiments: list[Experiment], goal: str) -> list[Hit]:
         metric = float(e.metric)
         previous = by_commit.get(e.parent or "", running)
         if e.status == "keep" and previous is not None:
-            gain = metric - previous if goal == "maximize" else previous - metric
-            hits.append(Hit(e, previous, gain))
+            hits.append(Hit(e, previous, gain(metric, previous, goal)))
         if e.commit:
             by_commit[e.commit] = metric
-        if running is None or _better(metric, running, goal):
-            running = metric
+        running = metric  # the incumbent's value when the next keep replaced it
     return sorted(hits, key=lambda h: -h.gain)
 
 
@@ -235,7 +225,7 @@ def _y_range(frontier: list[float], log: bool) -> tuple[float, float]:
 
 
 def _draw(ax: Any, experiments: list[Experiment], summary: Summary, goal: str) -> None:
-    """Points, labels, the running-best line and the off-scale / failure markers."""
+    """Points, labels, the incumbent's step line and the off-scale / failure markers."""
     frontier = _frontier(experiments)
     values = [float(e.metric) for e in frontier]
     log = min(values) > 0 and max(values) / min(values) > 100
@@ -253,7 +243,7 @@ def _draw_others(
 ) -> None:
     """Grey dots for measured non-kept experiments, edge markers for the rest."""
     others = [
-        e for e in experiments if e.status not in (*_FRONTIER, "remeasure") and e.metric is not None
+        e for e in experiments if e.status not in MEASURES_COMMIT and e.metric is not None
     ]
     inside = [(index[id(e)], e.metric) for e in others if lo <= e.metric <= hi]
     if inside:
@@ -275,7 +265,7 @@ def _draw_others(
 
 
 def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], goal: str) -> None:
-    """Green labelled points and the running-best step line."""
+    """Green labelled points and the incumbent's step line."""
     xs = [index[id(e)] for e in frontier]
     ys = [float(e.metric) for e in frontier]
     ax.scatter(
@@ -288,20 +278,16 @@ def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], g
         linewidths=0.5,
         label="baseline and kept",
     )
-    best, running = [], None
-    for y in ys:
-        running = y if running is None or _better(y, running, goal) else running
-        best.append(running)
     last = max(index.values())
-    ax.step(
+    ax.step(  # the incumbent's value over time: each keep replaced the one before
         [*xs, last],
-        [*best, best[-1]],
+        [*ys, ys[-1]],
         where="post",
         color="#27ae60",
         linewidth=2,
         alpha=0.7,
         zorder=3,
-        label="running best",
+        label="best (the incumbent)",
     )
     for x, y, e in zip(xs, ys, frontier, strict=True):
         label = _short(e.description) or e.status

@@ -26,10 +26,10 @@ import subprocess
 import pytest
 from conftest import git, ratchet
 
-from ratchet.ledger import Ledger
-from ratchet.memory import render_journal
 from ratchet.models import Context
 from ratchet.proposers.prompt import build_prompt
+from ratchet.store.journal import render_journal
+from ratchet.store.ledger import Ledger
 
 from .conftest import Hostile, assert_intact, build, run_attacks
 

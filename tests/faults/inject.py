@@ -28,10 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ratchet import cli, ledger
-from ratchet.ledger import Ledger
+from ratchet import cli
 from ratchet.proposers.replay import ReplayProposer
-from ratchet.workspace import Workspace
+from ratchet.run.workspace import Workspace
+from ratchet.store import ledger
+from ratchet.store.ledger import Ledger
 
 STEPS = ("proposing", "after-commit", "after-finish", "exporting")
 

@@ -29,12 +29,12 @@ from conftest import git, make_repo
 from .conftest import FaultStudy, assert_consistent, log_rows
 
 try:
-    from ratchet.judge import NoiseAwareJudge as _Judge
+    from ratchet.decide.judge import NoiseAwareJudge as _Judge
 except ImportError:  # the judge lands with issue 5
     _Judge = None
 
 pytestmark = pytest.mark.skipif(
-    _Judge is None, reason="the noise-aware judge (ratchet.judge) is not there yet"
+    _Judge is None, reason="the noise-aware judge (ratchet.decide.judge) is not there yet"
 )
 
 NOISY_TOML = """\

@@ -54,11 +54,14 @@ Outcome = Literal["ok", "crash", "timeout", "pruned", "interrupted", "rejected"]
 
 @dataclass(frozen=True)
 class Candidate:
-    """Where a candidate's code is checked out and where its logs go."""
+    """One sample to take: the candidate's commit and experiment, where its files are
+    checked out (for this local executor) and where its logs go."""
 
     study_dir: Path
     log_dir: Path
     seed: int = 0
+    commit: str = ""
+    exp_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -218,11 +221,11 @@ class Executor:
         observer = self.observer
 
         def on_line(line: str) -> str | None:
-            observer.output_line(line)
+            observer.output_line(candidate.exp_id, line)
             point = parser.feed(line)
             return watch(point) if (point is not None and watch is not None) else None
 
-        observer.phase_started(name, budget)
+        observer.phase_started(candidate.exp_id, name, budget)
         env = experiment_env(
             self.environ,
             allow=self.study.run.env_allow,

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..models import Experiment
+from ..models import Experiment, incumbent
 
 __all__ = ["pick_parent", "incumbent"]
-
-
-def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:
-    """The latest baseline or kept experiment: the head of the ratchet branch."""
-    for exp in reversed(experiments):
-        if exp.status in ("baseline", "keep"):
-            return exp
-    return None
 
 
 def pick_parent(experiments: Sequence[Experiment]) -> Experiment | None:

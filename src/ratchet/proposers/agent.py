@@ -52,8 +52,8 @@ from ..errors import ConfigError, ExperimentCrashed, ProposalError, ProposalUnus
 from ..execute.environment import user_environ
 from ..execute.phases import last_line
 from ..execute.runner import RunResult, RunSpec, run_command
-from ..gitrepo import Repo
-from ..models import Context, Experiment, Proposal
+from ..git.repo import Repo
+from ..models import ROUTINE, Context, Experiment, Proposal
 from ..safetext import printable
 from ..study import Study
 
@@ -391,7 +391,7 @@ def agent_prompt(context: Context, study: Study) -> str:
 def _history(history: list[Experiment], tag: str) -> str:
     lines = []
     for e in [e for e in history if e.tag == tag][-HISTORY_ROWS:]:
-        measured = e.status in ("keep", "discard", "baseline")
+        measured = e.status in ROUTINE
         why = f" ({printable(e.reason.splitlines()[0])[:160]})" if e.reason and not measured else ""
         lines.append(f"#{e.id} {e.status} {_value(e.metric)} {printable(e.description)}{why}")
     return "\n".join(lines)

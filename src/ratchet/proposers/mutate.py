@@ -49,7 +49,7 @@ from decimal import Decimal
 from typing import Any
 
 from ratchet.errors import ProposalError
-from ratchet.models import Context, Experiment, Proposal
+from ratchet.models import RAN, Context, Experiment, Proposal
 
 __all__ = ["MutateProposer", "Literal", "Candidate", "find_literals", "candidates", "format_number"]
 
@@ -57,7 +57,6 @@ _LADDER: tuple[float, ...] = (1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # step facto
 _INT_FACTORS: tuple[float, ...] = (1.25, 1.5, 2.0, 4.0)  # ints also step by +-1 and +-2
 _START_LEVEL = 2.5  # between x1.5 and x2: first steps bold enough to matter
 _RATE_NAME = re.compile(r"momentum|beta|ema|rho", re.IGNORECASE)
-_FAILURES = ("discard", "crash", "timeout", "pruned", "unconfirmed")
 _TIER_WEIGHT = {"hyper": 1.0, "assign": 0.5, "other": 0.2}
 _COUNT_WEIGHTS = (0.6, 0.25, 0.15)  # one change most often, sometimes two or three
 _PREFERRED = 0.75  # chance of stepping in the direction that was kept last
@@ -413,7 +412,7 @@ class Stats:
         if status == "keep":
             self.level = min(self.level + 1, len(_LADDER) - 1)
             self.keeps, self.failures, self.direction = self.keeps + 1, 0, direction
-        elif status in _FAILURES:
+        elif status in RAN:  # ran and was not kept
             self.level = max(self.level - 0.25, 0.0)
             self.failures += 1
             if self.failures >= 3:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ProposalsExhausted
-from ..models import Context, Experiment
+from ..models import ROUTINE, UNTOLD, Context, Experiment
 from ..safetext import printable
 
 __all__ = [
@@ -42,7 +42,6 @@ FAILURE_CHARS = 2000  # the last failure's log tail, at most
 FAILURE_LINES = 40
 _REASON_CHARS = 300  # of a failed experiment's reason, in its table row
 # Rows that are not experiments a proposer ran: still running, or the incumbent measured again.
-_UNSHOWN = ("running", "remeasure")
 
 _FORMAT = """\
 Answer in exactly this format:
@@ -137,7 +136,7 @@ def build_prompt(context: Context, budget: int) -> Prompt:
         user=user,
         tokens=estimate_tokens(system) + estimate_tokens(user),
         rows_shown=shown,
-        rows_omitted=len([e for e in context.history if e.status not in _UNSHOWN]) - shown,
+        rows_omitted=len([e for e in context.history if e.status not in UNTOLD]) - shown,
         journal_cut=cut,
     )
 
@@ -205,13 +204,13 @@ def _too_large(context: Context, system: str, fixed: int, budget: int) -> str:
 def _rows(context: Context) -> list[str]:
     """One table row per finished experiment, oldest first."""
     inc = context.incumbent.metric if context.incumbent else None
-    return [_row(e, inc) for e in context.history if e.status not in _UNSHOWN]
+    return [_row(e, inc) for e in context.history if e.status not in UNTOLD]
 
 
 def _row(e: Experiment, incumbent: float | None) -> str:
     delta = f"{e.metric - incumbent:+.4g}" if e.metric is not None and incumbent is not None else ""
     text = printable(e.description)
-    if e.reason and e.status not in ("keep", "discard", "baseline"):
+    if e.reason and e.status not in ROUTINE:
         reason = " / ".join(printable(line) for line in e.reason.splitlines() if line.strip())
         text += f" — {reason[:_REASON_CHARS]}"
     text = text.replace("|", "\\|")

@@ -19,7 +19,7 @@ or None. The first failing stage decides; the loop records the proposal as
   made by ``exec``, say) is not blocked. Without ruff the stage is skipped and
   the loop says so once per run (``linter()`` is None);
 - dedupe (``dedupe``, needs the history): the same or a near-identical change
-  was already tried (see ``memory``).
+  was already tried (see ``decide.dedupe``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .memory import find_duplicate
-from .models import Experiment, Proposal
-from .study import Study
+from ..decide.dedupe import find_duplicate
+from ..models import Experiment, Proposal
+from ..study import Study
 
 __all__ = [
     "MAX_FILE_BYTES",

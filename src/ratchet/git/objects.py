@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GitError
+from ..errors import GitError
 
 __all__ = ["Snapshot", "ObjectWriter", "tree_body", "check_conflicts", "build_tree"]
 

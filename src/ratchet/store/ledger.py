@@ -9,8 +9,11 @@ rows in three tables, and triggers abort any UPDATE or DELETE on them, so a
 bug (or a proposer) cannot rewrite history. An experiment's status comes
 from its outcome row, and is ``running`` while it has none; finishing twice
 is refused by the outcome table's primary key. The outcome's status is
-checked against ``models.FINAL_STATUSES``; a ledger written before a status
-existed is upgraded when opened (``_upgrade_statuses``), keeping every row.
+checked against ``models.FINAL_STATUSES``. The schema is a list of numbered
+steps (``migrations``): an older ledger is carried up to the latest when it
+is opened for writing, keeping every row. ``Ledger(path, read_only=True)``
+(``status``, ``log``, ``report``, the dashboard) never writes, never
+migrates, and reads an older file as it is (missing columns read as empty).
 
 A damaged file is reported, never repaired or replaced: the ledger is the
 one record of what was tried, so Ratchet stops with a sentence naming the
@@ -31,83 +34,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import LedgerError
+from ..models import FINAL_STATUSES, Experiment, Usage
+from ..safetext import printable
 from .atomic import write_atomically
-from .errors import LedgerError
-from .models import FINAL_STATUSES, Experiment, Usage
-from .safetext import printable
+from .migrations import LATEST, TABLES, migrate
 
 __all__ = ["Ledger", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = LATEST  # the number of the last migration step
 BUSY_TIMEOUT_MS = 10_000
 FIX = (
     "move it aside and rerun with a new --tag (the old tag's refs would be overwritten),"
     " or run `ratchet doctor`"
 )
-TABLES = ("experiments", "samples", "outcomes", "pins")
-
-_FINAL_SQL = ", ".join(f"'{s}'" for s in FINAL_STATUSES)
-# The outcomes table and the trigger that reads it are also rebuilt by
-# ``_upgrade_statuses`` when a ledger predates a status (see there).
-OUTCOMES_TABLE = f"""CREATE TABLE outcomes (
-    experiment_id INTEGER PRIMARY KEY REFERENCES experiments (id),
-    status TEXT NOT NULL CHECK (status IN ({_FINAL_SQL})),
-    metric REAL,
-    reason TEXT NOT NULL,
-    duration_s REAL NOT NULL,
-    created_at REAL NOT NULL
-)"""
-SAMPLES_TRIGGER = """CREATE TRIGGER samples_after_outcome BEFORE INSERT ON samples
-WHEN EXISTS (SELECT 1 FROM outcomes WHERE experiment_id = NEW.experiment_id)
-BEGIN SELECT RAISE(ABORT, 'experiment already finished'); END"""
-SCHEMA = f"""
-CREATE TABLE experiments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tag TEXT NOT NULL,
-    parent TEXT,
-    commit_sha TEXT,
-    description TEXT NOT NULL,
-    rationale TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    input_tokens INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL,
-    log_dir TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX experiments_by_tag ON experiments (tag, id);
-CREATE TABLE samples (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
-    seed INTEGER NOT NULL,
-    value REAL,
-    extras TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    duration_s REAL NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX samples_by_experiment ON samples (experiment_id, id);
-{OUTCOMES_TABLE};
-CREATE TABLE pins (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tag TEXT NOT NULL,
-    pins TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX pins_by_tag ON pins (tag, id);
-{SAMPLES_TRIGGER};
-""" + "".join(
-    f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-    f"BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;\n"
-    for table in TABLES
-    for verb in ("UPDATE", "DELETE")
-)
 
 INSERT_EXPERIMENT = (
     "INSERT INTO experiments (id, tag, parent, commit_sha, description, rationale, meta,"
-    " input_tokens, output_tokens, cost_usd, log_dir, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " input_tokens, output_tokens, cost_usd, log_dir, created_at, budget_s, worker, host,"
+    " proposer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 NEXT_ID = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'experiments'), 0),"
@@ -120,9 +65,11 @@ UNFINISHED = (
 _EXPERIMENT_SQL = """
 SELECT e.id, e.tag, e.parent, e.commit_sha, e.description, e.rationale, e.meta,
        e.input_tokens, e.output_tokens, e.cost_usd, e.log_dir, e.created_at,
-       o.status, o.metric, o.reason, o.duration_s
+       o.status, o.metric, o.reason, o.duration_s, {provenance}
 FROM experiments e LEFT JOIN outcomes o ON o.experiment_id = e.id
 """
+PROVENANCE = ("budget_s", "worker", "host", "proposer")  # columns of migration 3
+_EMPTY = {"budget_s": "NULL", "worker": "''", "host": "''", "proposer": "''"}  # if missing
 _SAMPLE_SQL = """
 SELECT s.experiment_id, s.value, s.extras
 FROM samples s JOIN experiments e ON e.id = s.experiment_id
@@ -146,11 +93,18 @@ class Ledger:
     writes): calls are serialized by a lock.
     """
 
-    def __init__(self, path: Path) -> None:
-        """Open (or create) the ledger, refusing a damaged file without touching it."""
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (or create) the ledger, refusing a damaged file without touching it.
+
+        ``read_only``: the file must exist; nothing is created, migrated or written
+        (a write raises ``LedgerError``), so a reader never changes what it reads.
+        """
         self.path = Path(path)
+        self.read_only = read_only
         self._lock = threading.Lock()
         self._finished: dict[int, Experiment] = {}
+        if read_only and not self.path.is_file():
+            raise LedgerError(f"there is no ledger at {self.path} yet — run `ratchet run` first")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -158,9 +112,11 @@ class Ledger:
         self._db = self._connect()
         try:
             self._check_existing()
-            self._configure()
-            self._create_schema()
-            self._upgrade_statuses()
+            if not read_only:
+                self._configure()
+                with self._errors("upgrade the ledger's tables"):
+                    migrate(self._db)
+            self._experiment_sql = self._select_sql()
         except BaseException:
             self._db.close()
             raise
@@ -172,8 +128,10 @@ class Ledger:
         if self.path.is_dir():
             raise LedgerError(f"{self.path} is a directory, not a ledger — {FIX}")
         try:
+            target = f"{self.path.resolve().as_uri()}?mode=ro" if self.read_only else self.path
             return sqlite3.connect(
-                self.path,
+                target,
+                uri=self.read_only,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 isolation_level=None,
                 check_same_thread=False,
@@ -201,7 +159,7 @@ class Ledger:
                 f"{self.path} was written by a newer Ratchet (schema {version})"
                 " — upgrade ratchet (pip install -U ratchetlab) and rerun"
             )
-        if names and (version != SCHEMA_VERSION or not set(TABLES) <= names):
+        if names and (version == 0 or not set(TABLES) <= names):
             raise LedgerError(f"{self.path} is a SQLite file but not a Ratchet ledger — {FIX}")
 
     def _configure(self) -> None:
@@ -212,49 +170,17 @@ class Ledger:
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
 
-    def _create_schema(self) -> None:
-        """Create the tables once; a second process racing us finds them inside the lock."""
-        with self._errors("create the tables"), self._transaction():
-            if self._db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in SCHEMA.split(";\n"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _upgrade_statuses(self) -> None:
-        """Let a ledger written before a status was added (``remeasure``…) record it.
-
-        SQLite cannot change a CHECK constraint in place, so the outcomes
-        table is copied into a new one with the current list, inside one
-        transaction: every row is kept as it was, and the append-only
-        triggers are recreated. Runs once per old file; a no-op after that.
-        """
-        if self._statuses_current():
-            return
-        with self._errors("upgrade the outcomes table"), self._transaction():
-            if self._statuses_current():  # another process upgraded it meanwhile
-                return
-            self._db.execute("DROP TRIGGER IF EXISTS samples_after_outcome")
-            self._db.execute(OUTCOMES_TABLE.replace("TABLE outcomes", "TABLE outcomes_new", 1))
-            self._db.execute("INSERT INTO outcomes_new SELECT * FROM outcomes")
-            self._db.execute("DROP TABLE outcomes")
-            self._db.execute("ALTER TABLE outcomes_new RENAME TO outcomes")
-            self._db.execute(SAMPLES_TRIGGER)
-            for verb in ("UPDATE", "DELETE"):
-                self._db.execute(
-                    f"CREATE TRIGGER outcomes_no_{verb.lower()} BEFORE {verb} ON outcomes "
-                    "BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END"
-                )
-
-    def _statuses_current(self) -> bool:
-        row = self._db.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
-        ).fetchone()
-        return row is None or all(f"'{s}'" in row[0] for s in FINAL_STATUSES)
+    def _select_sql(self) -> str:
+        """The experiments query; columns an older (read-only) file lacks read as empty."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(experiments)")}
+        columns = [f"e.{c}" if c in have else f"{_EMPTY[c]} AS {c}" for c in PROVENANCE]
+        return _EXPERIMENT_SQL.format(provenance=", ".join(columns))
 
     @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
+    def _errors(self, action: str, *, write: bool = False) -> Iterator[None]:
         """Serialize access and turn any SQLite failure into a one-sentence LedgerError."""
+        if write and self.read_only:
+            raise LedgerError(f"cannot {action}: {self.path} was opened read-only")
         with self._lock:
             try:
                 yield
@@ -291,7 +217,7 @@ class Ledger:
 
     def record_pins(self, tag: str, pins: Mapping[str, str]) -> None:
         """Store the protected files' hashes at the start of a run (a new row each time)."""
-        with self._errors("record pins"):
+        with self._errors("record pins", write=True):
             self._db.execute(
                 "INSERT INTO pins (tag, pins, created_at) VALUES (?, ?, ?)",
                 (tag, _json(pins), time.time()),
@@ -308,8 +234,15 @@ class Ledger:
         meta: Mapping[str, Any] | None = None,
         usage: Usage | None = None,
         log_dir: str = "",
+        budget_s: float | None = None,
+        worker: str = "",
+        host: str = "",
+        proposer: str = "",
     ) -> int:
         """Record an experiment as running before it runs; return its id (unique across tags).
+
+        ``budget_s`` (the run phase's budget), ``worker``, ``host`` and ``proposer``
+        say where and how it ran, for the log and the dashboard.
 
         The id is only known here, and rows are never updated, so ``log_dir``
         may contain ``{id}``, replaced by the new id (e.g. ``.ratchet/logs/{id}``).
@@ -317,12 +250,13 @@ class Ledger:
         usage = usage or Usage()
         row = (tag, parent, commit, description, rationale, _json(meta))
         row += (usage.input_tokens, usage.output_tokens, usage.cost_usd, log_dir, time.time())
-        with self._errors("start an experiment"):
+        row += (budget_s, worker, host, proposer)
+        with self._errors("start an experiment", write=True):
             if "{id}" not in log_dir:
                 return int(self._db.execute(INSERT_EXPERIMENT, (None, *row)).lastrowid or 0)
             with self._transaction():
                 exp_id = self._db.execute(NEXT_ID).fetchone()[0]
-                row = (*row[:9], log_dir.replace("{id}", str(exp_id)), row[10])
+                row = (*row[:9], log_dir.replace("{id}", str(exp_id)), *row[10:])
                 self._db.execute(INSERT_EXPERIMENT, (exp_id, *row))
         return int(exp_id)
 
@@ -339,7 +273,7 @@ class Ledger:
     ) -> None:
         """Record one measurement (one seed) of a running experiment."""
         row = (exp_id, seed, value, _json(extras), status, reason, duration_s, time.time())
-        with self._errors(f"add a sample to experiment {exp_id}"):
+        with self._errors(f"add a sample to experiment {exp_id}", write=True):
             self._db.execute(
                 "INSERT INTO samples (experiment_id, seed, value, extras, status, reason,"
                 " duration_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -361,7 +295,7 @@ class Ledger:
                 f"cannot finish experiment {exp_id} with status {status!r}"
                 f" — use one of {', '.join(FINAL_STATUSES)}"
             )
-        with self._errors(f"finish experiment {exp_id}"):
+        with self._errors(f"finish experiment {exp_id}", write=True):
             self._insert_outcome(exp_id, status, metric, reason, duration_s)
 
     def _insert_outcome(
@@ -385,7 +319,7 @@ class Ledger:
         self, tag: str, reason: str = "ratchet stopped before this experiment finished"
     ) -> list[int]:
         """Give every unfinished experiment of ``tag`` the outcome ``interrupted``."""
-        with self._errors(f"mark tag {tag!r} interrupted"), self._transaction():
+        with self._errors(f"mark tag {tag!r} interrupted", write=True), self._transaction():
             ids = [r[0] for r in self._db.execute(UNFINISHED, (tag,))]
             now = time.time()
             self._db.executemany(
@@ -443,7 +377,7 @@ class Ledger:
     def _load(self, conditions: list[str], args: list[Any]) -> dict[int, Experiment]:
         """Decode experiments with their samples; remember the finished ones."""
         where = f"WHERE {' AND '.join(conditions)}"
-        rows = self._db.execute(f"{_EXPERIMENT_SQL} {where} ORDER BY e.id", args).fetchall()
+        rows = self._db.execute(f"{self._experiment_sql} {where} ORDER BY e.id", args).fetchall()
         samples = self._db.execute(f"{_SAMPLE_SQL} {where} ORDER BY s.id", args).fetchall()
         values: dict[int, list[float]] = {}
         extras: dict[int, str] = {}
@@ -487,6 +421,7 @@ def _experiment(row: tuple[Any, ...], samples: list[float], extras: str | None) 
     (exp_id, tag, parent, commit, description, rationale, meta) = row[:7]
     (input_tokens, output_tokens, cost_usd, log_dir, created_at) = row[7:12]
     (status, metric, reason, duration_s) = row[12:16]
+    (budget_s, worker, host, proposer) = row[16:20]
     return Experiment(
         id=exp_id,
         tag=tag,
@@ -504,6 +439,10 @@ def _experiment(row: tuple[Any, ...], samples: list[float], extras: str | None) 
         created_at=created_at,
         duration_s=duration_s or 0.0,
         log_dir=log_dir,
+        budget_s=budget_s,
+        worker=worker,
+        host=host,
+        proposer=proposer,
     )
 
 

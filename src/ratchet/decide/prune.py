@@ -49,7 +49,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 from statistics import median
 
-from .metrics import ProgressPoint
+from ..metrics import ProgressPoint
+from ..models import gain
 
 __all__ = [
     "CURVE_SIGMAS",
@@ -180,7 +181,7 @@ class _Watch:
         reference = _interpolate(self.curve, point.progress)
         if point.progress < self.min_progress or reference is None:
             return None
-        lag = value - reference if self.goal == "minimize" else reference - value
+        lag = -gain(value, reference, self.goal)
         margin = self.margin(reference)
         self.streak = self.streak + 1 if lag > margin else 0
         if self.streak < self.patience:

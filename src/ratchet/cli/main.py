@@ -18,9 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, commands
-from .errors import ExperimentError, RatchetError
-from .execute.environment import hold_secrets
+from .. import __version__
+from ..errors import ExperimentError, RatchetError
+from ..execute.environment import hold_secrets
+from . import commands
 
 __all__ = ["main", "entry"]
 

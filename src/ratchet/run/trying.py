@@ -30,18 +30,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, GitError
-from .execute.phases import Executor
-from .experiment import baseline, remeasure_incumbent, run_proposal
-from .gitrepo import Repo
-from .judge import Judge
-from .models import Experiment, Proposal
-from .observer import Observer
-from .policies.greedy import incumbent
-from .proposers.agent import AGENT_ENV
-from .safetext import printable
-from .sampling import remeasure_due
-from .study import Study
+from ..decide.judge import Judge
+from ..decide.sampling import remeasure_due
+from ..errors import ConfigError, GitError
+from ..execute.phases import Executor
+from ..git.repo import Repo
+from ..models import Experiment, Proposal, incumbent
+from ..observer import Observer
+from ..proposers.agent import AGENT_ENV
+from ..safetext import printable
+from ..study import Study
+from .trial import Bench, baseline, remeasure_incumbent, run_proposal
 from .workspace import STATE_DIR, Workspace
 
 __all__ = [
@@ -165,10 +164,12 @@ def _try(ws: Workspace, message: str, judge: Judge, observer: Observer) -> TryRe
     files = ws.checkout(head)
     edits = _working_edits(ws, files)
     executor = Executor(study, pinned=ws.pinned, observer=observer)
-    best = incumbent(ws.experiments())
+    bench = Bench(ws, executor, judge, observer, proposer="try")
+    bench.refresh()
+    best = incumbent(bench.mine())
     if best is None:
         ws.repo.update_ref(ws.branch_ref, head)
-        best = baseline(ws, executor, judge, observer)
+        best = baseline(bench)
         if not edits:
             return TryResult(best, best.metric)
     elif not edits:
@@ -176,11 +177,11 @@ def _try(ws: Workspace, message: str, judge: Judge, observer: Observer) -> TryRe
             f"nothing to try: no editable file ({', '.join(study.editable)}) differs from HEAD"
             " — edit one, then rerun ratchet try"
         )
-    elif remeasure_due(ws.experiments(), study, judge):
-        remeasure_incumbent(ws, executor, observer)
+    elif remeasure_due(bench.mine(), study, judge):
+        remeasure_incumbent(bench)
     ws.checkout(head)  # nothing an earlier measurement wrote may reach the candidate
     proposal = Proposal(description=message, edits=edits, meta={"mode": "try"})
-    exp = run_proposal(ws, executor, judge, observer, best, head, files, proposal)
+    exp = run_proposal(bench, best, head, files, proposal)
     if exp.status == "keep":
         _advance(ws, head, exp.commit or "", message, list(edits))
         return TryResult(exp, _best(ws), committed=exp.commit)

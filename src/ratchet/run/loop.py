@@ -1,7 +1,7 @@
 """The research loop, top to bottom.
 
     baseline (samples) ─▶ [re-measure the incumbent every N]
-      ─▶ pick_parent ─▶ propose ─▶ verify + dedupe ─▶ commit ─▶ smoke
+      ─▶ policy.pick_parent ─▶ propose ─▶ trial: verify + dedupe ─▶ commit ─▶ smoke
       ─▶ measure (pruned early when clearly worse) ─▶ judge (more samples?) ─▶ [confirm]
       ─▶ record (+ keep, journal)
 
@@ -9,33 +9,44 @@ The baseline is measured first. Every experiment gets a ledger row written as
 ``running`` before anything runs, a git ref under ``refs/ratchet/<tag>/exp/<id>``,
 and exactly one final status. A keep is recorded in the ledger before the
 branch moves, so after a crash the ledger is the truth and the branch is
-repaired from it (see ``workspace``). The steps after ``propose`` are shared
-with ``ratchet try`` and live in ``experiment``; how many samples, when to
-re-measure, pruning and confirmation in ``sampling``; dedupe and the journal
-in ``memory``. Rejected proposals (verify, dedupe) cost no budget.
+repaired from it (see ``workspace``). One experiment's effects live in
+``trial`` (shared with ``ratchet try``); the sampling protocol in
+``decide.sampling``; dedupe and the journal in ``store.journal``. Rejected
+proposals (verify, dedupe) cost no budget.
+
+The executor and the policy are seams: ``run_study(..., executor=..., policy=...)``
+takes any object with ``BaseExecutor``'s methods (a test passes a function
+wrapped in one, so the loop runs in milliseconds without processes) and any
+``Policy`` (a pure function of the tag's history); by default the local process
+executor and the greedy ``pick_parent``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .errors import ProposalError, ProposalsExhausted, RatchetError
-from .execute.phases import Executor
-from .experiment import BaselineFailed, baseline, remeasure_incumbent, run_proposal, unproposed
-from .judge import Judge
-from .memory import render_journal
-from .models import Context, Experiment
-from .observer import Observer
-from .policies import pick_parent
-from .proposers.base import Proposer
-from .sampling import remeasure_due
-from .study import Study
+from ..decide.judge import Judge
+from ..decide.sampling import remeasure_due
+from ..errors import ProposalError, ProposalsExhausted, RatchetError
+from ..execute.base import BaseExecutor
+from ..execute.phases import Executor
+from ..models import BROKE, Context, Experiment, incumbent
+from ..observer import Observer
+from ..policies import pick_parent
+from ..proposers.base import Proposer
+from ..store.journal import render_journal
+from ..study import Study
+from .trial import BaselineFailed, Bench, baseline, remeasure_incumbent, run_proposal, unproposed
 from .verify import linter
 from .workspace import Workspace
 
-__all__ = ["RunOptions", "RunSummary", "BaselineFailed", "run_study"]
+__all__ = ["RunOptions", "RunSummary", "BaselineFailed", "Policy", "run_study"]
+
+# The policy seam: this tag's history in, the experiment to build on out (pure).
+Policy = Callable[[Sequence[Experiment]], "Experiment | None"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class RunSummary:
     ran: int
     kept: int
     baseline: float | None
-    best: float | None
+    best: float | None  # the incumbent's metric (``models.incumbent``)
     stopped: str
 
 
@@ -62,13 +73,21 @@ def run_study(
     judge: Judge,
     options: RunOptions | None = None,
     observer: Observer | None = None,
+    *,
+    executor: BaseExecutor | None = None,
+    policy: Policy | None = None,
 ) -> RunSummary:
     """Run experiments until a limit, Ctrl-C, or the proposer runs out."""
     options = options or RunOptions()
     observer = observer or Observer()
     workspace = Workspace.open(study, options.tag, observer)
     try:
-        summary = _loop(workspace, proposer, judge, options, observer)
+        if executor is None:
+            executor = Executor(
+                study, pinned=workspace.pinned, observer=observer, budget=options.budget
+            )
+        bench = Bench(workspace, executor, judge, observer, proposer=proposer.name)
+        summary = _loop(bench, proposer, policy or pick_parent, options)
     except BaseException:
         # The first error is the one to report (a full disk while writing the ledger,
         # say); a second failure of the export must not replace it.
@@ -82,26 +101,26 @@ def run_study(
         workspace.close()
 
 
-def _loop(
-    ws: Workspace, proposer: Proposer, judge: Judge, options: RunOptions, observer: Observer
-) -> RunSummary:
-    executor = Executor(ws.study, pinned=ws.pinned, observer=observer, budget=options.budget)
+def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions) -> RunSummary:
+    ws, observer = bench.ws, bench.observer
     ends_at = time.monotonic() + options.hours * 3600 if options.hours else None
     ran, failures, stopped = 0, 0, "max-experiments reached"
     if linter() is None and any(p.endswith(".py") for p in ws.study.editable_files()):
         observer.message("note: ruff is not installed, so the lint stage (undefined names) is off")
     try:
-        if pick_parent(ws.experiments()) is None:
-            baseline(ws, executor, judge, observer)
+        bench.refresh()
+        if incumbent(bench.mine()) is None:
+            baseline(bench)
         while options.max_experiments is None or ran < options.max_experiments:
             if ends_at is not None and time.monotonic() >= ends_at:
                 stopped = "time limit (--hours) reached"
                 break
-            if remeasure_due(ws.experiments(), ws.study, judge):
-                remeasure_incumbent(ws, executor, observer)
+            bench.refresh()  # the history, read once per experiment
+            if remeasure_due(bench.mine(), ws.study, bench.judge):
+                remeasure_incumbent(bench)
                 continue
             try:
-                exp = _experiment(ws, executor, proposer, judge, observer)
+                exp = _experiment(bench, proposer, policy)
             except ProposalsExhausted as exc:
                 stopped = str(exc)
                 break
@@ -119,27 +138,23 @@ def _loop(
     return _summary(ws, ran, stopped)
 
 
-def _experiment(
-    ws: Workspace, executor: Executor, proposer: Proposer, judge: Judge, observer: Observer
-) -> Experiment:
-    """One full experiment: propose, then verify, commit, measure, judge, record."""
-    history = ws.ledger.experiments()  # the whole study, every tag: read once per experiment
-    parent = pick_parent([e for e in history if e.tag == ws.tag])
+def _experiment(bench: Bench, proposer: Proposer, policy: Policy) -> Experiment:
+    """One full experiment: propose, then the trial (verify, commit, measure, judge, record)."""
+    parent = policy(bench.mine())
     assert parent is not None and parent.commit is not None
-    files = ws.checkout(parent.commit)
+    files = bench.ws.checkout(parent.commit)
     try:
-        proposal = proposer.propose(_context(ws, parent, files, history))
+        proposal = proposer.propose(_context(bench, parent, files))
     except ProposalsExhausted:
         raise
     except ProposalError as exc:
-        return unproposed(ws, observer, parent, exc)
-    return run_proposal(ws, executor, judge, observer, parent, parent.commit, files, proposal)
+        return unproposed(bench, parent, exc)
+    return run_proposal(bench, parent, parent.commit, files, proposal)
 
 
-def _context(
-    ws: Workspace, parent: Experiment, files: dict[str, str], history: list[Experiment]
-) -> Context:
-    failures = [e for e in history if e.status in ("crash", "timeout") and e.tag == ws.tag]
+def _context(bench: Bench, parent: Experiment, files: dict[str, str]) -> Context:
+    ws, history = bench.ws, bench.history
+    failures = [e for e in history if e.status in BROKE and e.tag == ws.tag]
     return Context(
         study_name=ws.study.name,
         tag=ws.tag,
@@ -148,7 +163,7 @@ def _context(
         parent_commit=parent.commit or "",
         metric_name=ws.study.metric.name,
         goal=ws.study.metric.goal,
-        history=history,
+        history=list(history),
         incumbent=parent,
         last_failure_log=failures[-1].reason[-2000:] if failures else "",
         journal=render_journal(
@@ -161,12 +176,12 @@ def _context(
 
 def _summary(ws: Workspace, ran: int, stopped: str) -> RunSummary:
     exps = ws.experiments()
-    measured = [e for e in exps if e.status in ("baseline", "keep")]
+    best = incumbent(exps)
     return RunSummary(
         tag=ws.tag,
         ran=ran,
         kept=sum(e.status == "keep" for e in exps),
-        baseline=measured[0].metric if measured else None,
-        best=measured[-1].metric if measured else None,
+        baseline=next((e.metric for e in exps if e.status == "baseline"), None),
+        best=best.metric if best else None,
         stopped=stopped,
     )

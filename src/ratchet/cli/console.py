@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .models import Experiment
-from .observer import Observer
-from .safetext import printable
-from .study import Study
+from ..models import KEPT, ROUTINE, Experiment, incumbent
+from ..observer import Observer
+from ..safetext import printable
+from ..study import Study
 
 __all__ = ["ConsoleObserver", "format_metric"]
 
@@ -46,9 +46,9 @@ class ConsoleObserver(Observer):
         self.console = console
         self.study = study
         self.counts = Counter(e.status for e in history)
-        kept = [e for e in history if e.status in ("baseline", "keep")]
-        self.best = kept[-1].metric if kept else None
-        self.baseline = kept[0].metric if kept else None
+        best = incumbent(history)
+        self.best = best.metric if best else None
+        self.baseline = next((e.metric for e in history if e.status == "baseline"), None)
         self.exp = ""
         self.phase = ""
         self.phase_t0 = 0.0
@@ -68,17 +68,17 @@ class ConsoleObserver(Observer):
         self.exp = f"#{exp_id} {printable(description)[:60]}"
         self._draw(force=True)
 
-    def phase_started(self, phase: str, budget: float) -> None:
+    def phase_started(self, exp_id: int, phase: str, budget: float) -> None:
         self.phase, self.budget, self.phase_t0 = phase, budget, time.monotonic()
         self._draw(force=True)
 
-    def output_line(self, line: str) -> None:
+    def output_line(self, exp_id: int, line: str) -> None:
         self.last_line = printable(line)[:100]  # the candidate's own output
         self._draw()
 
     def experiment_finished(self, experiment: Experiment) -> None:
         self.counts[experiment.status] += 1
-        if experiment.status in ("baseline", "keep"):
+        if experiment.status in KEPT:
             self.best = experiment.metric
             self.baseline = self.baseline if self.baseline is not None else experiment.metric
         self.console.print(self._row(experiment), highlight=False)
@@ -94,7 +94,7 @@ class ConsoleObserver(Observer):
         row.append(f"{self.study.metric.name}={format_metric(exp.metric):<12} ")
         row.append(f"{exp.duration_s:6.1f}s  ")
         row.append(printable(exp.description)[:80])
-        if exp.reason and exp.status not in ("keep", "discard", "baseline"):
+        if exp.reason and exp.status not in ROUTINE:
             row.append(f"  ({printable(exp.reason.splitlines()[0])[:100]})", style="dim")
         return row
 

@@ -46,8 +46,9 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from .errors import CleanupError, GitError
-from .gitobjects import (
+from ..errors import CleanupError, GitError
+from ..removal import remove_tree
+from .objects import (
     SUBMODULE_MODE,
     TREE_MODE,
     ObjectWriter,
@@ -55,7 +56,6 @@ from .gitobjects import (
     build_tree,
     check_conflicts,
 )
-from .removal import remove_tree
 
 __all__ = ["Repo", "Worktree"]
 

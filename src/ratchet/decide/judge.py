@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from statistics import NormalDist, fmean
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..models import better, gain
 from .stats import Welch, spread, welch
 
 if TYPE_CHECKING:
-    from .study import DecisionSpec
+    from ..study import DecisionSpec
 
 __all__ = [
     "Verdict",
@@ -41,7 +42,7 @@ __all__ = [
 
 CLEAR_LOSS_SIGMAS = 2.0  # one sample this far below the incumbent is not worth a second
 # The sequential boundaries (see NoiseAwareJudge), calibrated by benchmarks/noise.py so that,
-# sampled as ratchet.sampling does it, a no-op is kept at most 1 - confidence of the time.
+# sampled as ratchet.decide.sampling says, a no-op is kept at most 1 - confidence of the time.
 FINAL_SHARE = 0.6  # of 1 - confidence: the last look's level (the early looks add the rest)
 DESIGN_GAIN = 1.0  # in sigmas: the improvement the futility bound measures candidates against
 FUTILITY_Z = 1.75  # discard once this many standard errors below a DESIGN_GAIN improvement
@@ -54,11 +55,6 @@ class Verdict:
 
     decision: Literal["keep", "discard", "more"]
     reason: str
-
-
-def better(candidate: float, incumbent: float, goal: str) -> bool:
-    """True when ``candidate`` is strictly better than ``incumbent`` under ``goal``."""
-    return candidate < incumbent if goal == "minimize" else candidate > incumbent
 
 
 def noise(samples: Sequence[float]) -> float:
@@ -184,7 +180,7 @@ class NoiseAwareJudge:
     there is no candidate spread: the incumbent's variance stands in for it
     (same measurement, different code) and the degrees of freedom are the
     incumbent's, m - 1. The Student-t tail is computed in pure Python
-    (``ratchet.stats``).
+    (``ratchet.decide.stats``).
 
     Each new sample is a new look at the data, and testing at the full level
     at every look would keep far more than ``1 - confidence`` of the changes
@@ -355,8 +351,7 @@ class NoiseAwareJudge:
 
 def _compare(samples: Sequence[float], incumbent: Sequence[float], goal: str) -> _Comparison:
     """Welch's test on values oriented so that bigger is better."""
-    sign = -1.0 if goal == "minimize" else 1.0
-    test = welch([sign * x for x in samples], [sign * x for x in incumbent])
+    test = welch([gain(x, 0.0, goal) for x in samples], [gain(x, 0.0, goal) for x in incumbent])
     return _Comparison(tuple(samples), tuple(incumbent), test, spread(samples), spread(incumbent))
 
 

@@ -13,38 +13,36 @@ import shlex
 import shutil
 import signal
 import sys
-from collections import Counter
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from statistics import median
 
 from rich.console import Console
 from rich.table import Table
 
-from .console import ConsoleObserver, format_metric
-from .errors import ConfigError, RatchetError
-from .execute.phases import Candidate, Executor
-from .execute.sandbox import describe, warning
-from .gitrepo import Repo
-from .judge import make_judge
-from .loop import RunOptions, run_study
-from .memory import confirmed
-from .models import Experiment
-from .proposers import make_proposer
-from .removal import remove_tree
-from .safetext import printable
-from .study import CONFIG_NAME, Study, load_study
-from .trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
-from .workspace import (
+from ..decide.judge import make_judge
+from ..errors import ConfigError, RatchetError
+from ..execute.phases import Candidate, Executor
+from ..execute.sandbox import describe, warning
+from ..git.repo import Repo
+from ..models import ROUTINE, Experiment
+from ..proposers import make_proposer
+from ..removal import remove_tree
+from ..run.loop import RunOptions, run_study
+from ..run.trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
+from ..run.workspace import (
     ABANDONED_DIR,
     IN_PLACE,
     STATE_DIR,
     check_tag,
     fresh_worktree,
     lock_holder,
-    open_ledger,
 )
+from ..safetext import printable
+from ..store import queries
+from ..store.journal import confirmed
+from ..study import CONFIG_NAME, Study, load_study
+from .console import ConsoleObserver, format_metric
 
 __all__ = ["register"]
 
@@ -147,7 +145,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _template_root() -> Path:
     """Templates are the repository's examples/ (a source checkout or editable install)."""
-    here = Path(__file__).resolve().parents[2] / "examples"
+    here = Path(__file__).resolve().parents[3] / "examples"
     if here.is_dir():
         return here
     packaged = resources.files("ratchet") / "templates"
@@ -236,7 +234,7 @@ def _as_interrupt(_sig: int, _frame: object) -> None:
 
 
 def _history(study: Study, tag: str) -> list[Experiment]:
-    if not (study.root / STATE_DIR / "ledger.sqlite").exists():
+    if not (study.root / queries.LEDGER_FILE).exists():
         return []
     return _experiments(study, tag)
 
@@ -245,41 +243,36 @@ def _history(study: Study, tag: str) -> list[Experiment]:
 
 
 def _experiments(study: Study, tag: str | None) -> list[Experiment]:
-    if not (study.root / STATE_DIR / "ledger.sqlite").exists():
-        raise ConfigError(f"{study.root} has no ledger yet — run `ratchet run {study.root}` first")
-    ledger = open_ledger(study)
-    try:
-        return ledger.experiments(check_tag(tag) if tag else None)
-    finally:
-        ledger.close()
+    """Read through the shared read model (a read-only open: looking changes nothing)."""
+    return queries.experiments(study.root, check_tag(tag) if tag else None)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
     experiments = _experiments(study, args.tag)
     out = _out()
-    counts = Counter(e.status for e in experiments)
-    kept = [e for e in experiments if e.status in ("baseline", "keep")]
+    figures = queries.overview(experiments)
+    counts = figures.counts
     out.print(f"study {study.name} ({study.metric.name}, {study.metric.goal})")
     weaker = warning(study.run.sandbox)
     if weaker:
         out.print(weaker)
-    if kept:
-        base, best = kept[0], kept[-1]
+    base, best = figures.baseline, figures.incumbent
+    if base is not None and best is not None:
         out.print(f"baseline  {format_metric(base.metric)} (#{base.id})")
         out.print(
             f"incumbent {format_metric(best.metric)} (#{best.id},"
             f" {_change(base.metric, best.metric)}) {printable(best.description)}"
         )
     out.print("counts    " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-    for line in _budget_lines(experiments):
+    for line in _budget_lines(figures):
         out.print(line)
-    usage = _usage_line(study, experiments)
+    usage = _usage_line(study, figures)
     if usage:
         out.print(f"proposer  {usage}")
     for name in sorted({e.tag for e in experiments}):
         pid = lock_holder(study, name)
-        running = [e for e in experiments if e.tag == name and e.status == "running"]
+        running = [e for e in figures.running if e.tag == name]
         if pid:
             what = (
                 f"#{running[-1].id} {printable(running[-1].description)}"
@@ -290,33 +283,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget_lines(experiments: list[Experiment]) -> list[str]:
-    """Where the budget went, and what rejecting and pruning saved (estimates).
-
-    Saved by rejecting: proposals refused before they ran (verify, dedupe;
-    not proposer failures) × the median duration of a judged candidate (its
-    samples included). Saved by pruning: per pruned experiment, the median
-    duration of one sample × (its samples + 1) minus what it ran. Both are
-    estimates of what a full run would have cost; they are labelled as such.
-    """
-    failed = ("crash", "timeout", "pruned")
-    spent = sum(e.duration_s for e in experiments if e.status in failed)
+def _budget_lines(figures: queries.Overview) -> list[str]:
+    """Where the budget went, and what rejecting and pruning saved (see ``queries.overview``)."""
+    spent = figures.failed_s
     lines = [f"budget    {spent:.1f} s spent on candidates that crashed, timed out or were pruned"]
-    judged = [e for e in experiments if e.status in ("keep", "discard", "unconfirmed")]
-    measured = judged or [e for e in experiments if e.status in ("baseline", "remeasure")]
-    if not measured:
+    if figures.saved_rejecting_s is None or figures.saved_pruning_s is None:
         return lines
-    run = median(e.duration_s for e in measured)
-    per_sample = median(e.duration_s / max(1, len(e.samples)) for e in measured)
-    early = [e for e in experiments if e.status == "rejected" and e.duration_s == 0]
-    early = [e for e in early if not e.reason.startswith("proposal:")]
-    pruned = [e for e in experiments if e.status == "pruned"]
-    cut = sum(max(0.0, per_sample * (len(e.samples) + 1) - e.duration_s) for e in pruned)
-    proposals = f"{len(early)} proposal{'' if len(early) == 1 else 's'}"
-    runs = f"{len(pruned)} run{'' if len(pruned) == 1 else 's'}"
+    early, pruned = figures.rejected_early, figures.pruned
+    proposals = f"{early} proposal{'' if early == 1 else 's'}"
+    runs = f"{pruned} run{'' if pruned == 1 else 's'}"
     lines.append(
-        f"saved     ~{len(early) * run:.1f} s by rejecting {proposals} before running,"
-        f" ~{cut:.1f} s by stopping {runs} early (estimates from median durations)"
+        f"saved     ~{figures.saved_rejecting_s:.1f} s by rejecting {proposals} before running,"
+        f" ~{figures.saved_pruning_s:.1f} s by stopping {runs} early (estimates from median"
+        " durations)"
     )
     return lines
 
@@ -325,7 +304,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
     experiments = _experiments(study, args.tag)
     if args.json:
-        print(json.dumps([_row(e) for e in experiments], indent=2))
+        print(json.dumps(queries.rows(experiments), indent=2))
         return 0
     table = Table(show_edge=False, header_style="bold")
     spend = any(e.usage.input_tokens or e.usage.output_tokens for e in experiments)
@@ -337,7 +316,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     for e in experiments:
         note = (
             f" ({printable(e.reason.splitlines()[0])})"
-            if e.reason and e.status not in ("keep", "discard", "baseline")
+            if e.reason and e.status not in ROUTINE
             else ""
         )
         table.add_row(
@@ -358,28 +337,6 @@ def cmd_log(args: argparse.Namespace) -> int:
 _CONFIRM_CELL = {True: "yes", False: "NO", None: ""}  # [confirm] result of a keep
 
 
-def _row(e: Experiment) -> dict[str, object]:
-    return {
-        "id": e.id,
-        "tag": e.tag,
-        "status": e.status,
-        "metric": e.metric,
-        "samples": e.samples,
-        "commit": e.commit,
-        "parent": e.parent,
-        "description": e.description,
-        "reason": e.reason,
-        "confirmed": confirmed(e),
-        "duration_s": round(e.duration_s, 3),
-        "created_at": e.created_at,
-        "extras": e.extras,
-        "meta": e.meta,
-        "input_tokens": e.usage.input_tokens,
-        "output_tokens": e.usage.output_tokens,
-        "cost_usd": round(e.usage.cost_usd, 6),
-    }
-
-
 def _spend_cells(e: Experiment) -> tuple[str, str]:
     """The log's tokens and cost cells (blank when nothing was spent or no price is known)."""
     tokens = e.usage.input_tokens + e.usage.output_tokens
@@ -387,14 +344,13 @@ def _spend_cells(e: Experiment) -> tuple[str, str]:
     return (f"{tokens:,}" if tokens else "", f"${cost:.4f}" if cost else "")
 
 
-def _usage_line(study: Study, experiments: list[Experiment]) -> str:
+def _usage_line(study: Study, figures: queries.Overview) -> str:
     """Tokens and cost the proposer spent, with the caps when set; "" when nothing was spent."""
-    tokens_in = sum(e.usage.input_tokens for e in experiments)
-    tokens_out = sum(e.usage.output_tokens for e in experiments)
+    tokens_in, tokens_out = figures.input_tokens, figures.output_tokens
     if not tokens_in and not tokens_out:
         return ""
     spec = study.proposer
-    cost = sum(e.usage.cost_usd for e in experiments)
+    cost = figures.cost_usd
     token_cap = f" of max {spec.max_total_tokens:,}" if spec.max_total_tokens else ""
     cost_cap = f" of max ${spec.max_cost_usd:g}" if spec.max_cost_usd else ""
     money = f", ${cost:.4f}{cost_cap}" if cost or cost_cap else " (no price set for the model)"
@@ -461,7 +417,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from ..report import write_report
 
     study = load_study(Path(args.dir))
     experiments = _experiments(study, args.tag)
@@ -562,7 +518,7 @@ def _repo_line(study: Study) -> str:
 
 def _proposer_line(study: Study) -> str:
     if study.proposer.kind == "llm":
-        from .proposers.llm import check_endpoint
+        from ..proposers.llm import check_endpoint
 
         return check_endpoint(study)
     if study.proposer.kind == "replay" and not study.proposer.replay:
@@ -572,7 +528,7 @@ def _proposer_line(study: Study) -> str:
 
 
 def _ledger_line(study: Study) -> str:
-    ledger = open_ledger(study)
+    ledger = queries.open_read(study.root)
     try:
         count = len(ledger.experiments())
     finally:
@@ -581,6 +537,5 @@ def _ledger_line(study: Study) -> str:
 
 
 def _change(base: float | None, best: float | None) -> str:
-    if base is None or best is None or base == 0:
-        return "n/a"
-    return f"{(best - base) / abs(base) * 100:+.2f}%"
+    pct = queries.change_pct(base, best)
+    return "n/a" if pct is None else f"{pct:+.2f}%"

@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .errors import CleanupError, ConfigError, LedgerError
-from .execute.phases import Candidate
-from .gitrepo import Repo, Worktree
-from .ledger import Ledger
-from .models import Experiment, Proposal
-from .observer import Observer
-from .policies.greedy import incumbent
-from .safetext import printable
-from .study import Study
+from ..errors import CleanupError, ConfigError, LedgerError
+from ..execute.phases import Candidate
+from ..git.repo import Repo, Worktree
+from ..models import Experiment, Proposal, incumbent
+from ..observer import Observer
+from ..safetext import printable
+from ..store.ledger import Ledger
+from ..study import Study
 from .verify import normalize_path
 
 __all__ = [

@@ -1,0 +1,143 @@
+"""Dedupe: was the same change already tried? Pure functions over the history.
+
+Dedupe. Every proposal's change is stored in its ledger row as a normalized
+patch (``meta["patch"]``): the changed lines only, per file, with whitespace
+that does not change meaning folded away (trailing blanks, runs of spaces,
+spaces around punctuation, blank lines, tabs in indentation) and no line
+numbers, so the same idea proposed twice looks the same even from another
+parent or with other formatting. A new proposal is a duplicate of an earlier
+experiment when the patches are equal (compared by the SHA-256 of the full
+patch, ``meta["patch_sha"]``), or near-identical: Jaccard similarity of their
+sets of token 3-grams at least ``SIMILARITY`` (0.9) *and* the same numbers
+in the same order. So a long patch that differs from an earlier one only in
+a comment, a name or a word is a duplicate (re-running it would spend a full
+budget to learn almost nothing), while the same line with another value
+(``LR = 0.045`` after ``LR = 0.05``) is a new experiment however long the line:
+in a hyperparameter search the value is the whole idea.
+Indentation is kept, because in Python it changes meaning. A patch that is
+empty after normalization (whitespace-only edits) is never a duplicate.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import PurePosixPath
+
+from ..models import NOT_TRIED, Experiment
+
+__all__ = [
+    "PATCH_CAP",
+    "SIMILARITY",
+    "normalized_patch",
+    "patch_meta",
+    "similarity",
+    "find_duplicate",
+]
+
+PATCH_CAP = 20_000  # characters of normalized patch stored per ledger row
+SIMILARITY = 0.9  # Jaccard similarity of token 3-grams from which a patch is a duplicate
+
+_PUNCT_SPACE = re.compile(r"\s*([^\w\s])\s*")
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_NUMBER = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+
+def _normal_line(line: str) -> str:
+    """Indentation kept (tabs expanded); other whitespace folded to what changes meaning."""
+    body = line.strip()
+    indent = line[: len(line) - len(line.lstrip())].expandtabs(4)
+    body = _PUNCT_SPACE.sub(r"\1", body)
+    return indent + " ".join(body.split())
+
+
+def _normal_lines(text: str) -> list[str]:
+    return [_normal_line(line) for line in text.splitlines() if line.strip()]
+
+
+def normalized_patch(files: Mapping[str, str], edits: Mapping[str, str]) -> str:
+    """The changed lines of a proposal, per file, with formatting noise removed.
+
+    ``files`` are the editable files at the parent (path → text), ``edits``
+    the proposal's new full texts. No hunk headers or line numbers: only
+    ``--- path`` then ``-old`` / ``+new`` lines, files in sorted order.
+    """
+    parts: list[str] = []
+    for raw in sorted(edits):
+        path = PurePosixPath(raw.replace("\\", "/")).as_posix()
+        before = _normal_lines(files.get(path, files.get(raw, "")))
+        after = _normal_lines(edits[raw])
+        changed = [
+            line
+            for line in difflib.unified_diff(before, after, lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        ]
+        if changed:
+            parts.append(f"--- {path}")
+            parts.extend(changed)
+    return "\n".join(parts)
+
+
+def patch_meta(patch: str) -> dict[str, str]:
+    """What the ledger stores: the patch capped at ``PATCH_CAP``, and the full patch's hash."""
+    if not patch:
+        return {}
+    return {"patch": patch[:PATCH_CAP], "patch_sha": hashlib.sha256(patch.encode()).hexdigest()}
+
+
+def _shape(text: str) -> tuple[frozenset[int], tuple[str, ...]]:
+    """A patch's token 3-grams (hashed, to keep the sets small) and its numbers, in order."""
+    return _small_shape(text) if len(text) <= 2000 else _token_shape(text)
+
+
+@lru_cache(maxsize=4096)
+def _small_shape(text: str) -> tuple[frozenset[int], tuple[str, ...]]:
+    """Cached: every proposal is compared with the same stored patches, most of them small."""
+    return _token_shape(text)
+
+
+def _token_shape(text: str) -> tuple[frozenset[int], tuple[str, ...]]:
+    tokens = _TOKEN.findall(text)
+    if len(tokens) < 3:
+        grams = frozenset({hash(tuple(tokens))})
+    else:
+        grams = frozenset(hash(tuple(tokens[i : i + 3])) for i in range(len(tokens) - 2))
+    return grams, tuple(_NUMBER.findall(text))
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' token 3-grams (1.0 = same grams)."""
+    ga, gb = _shape(a)[0], _shape(b)[0]
+    union = len(ga | gb)
+    return len(ga & gb) / union if union else 1.0
+
+
+def find_duplicate(
+    patch: str, history: Sequence[Experiment], *, threshold: float = SIMILARITY
+) -> Experiment | None:
+    """The earliest experiment whose stored patch is the same or near-identical change.
+
+    Re-measurements, interrupted and running rows are not earlier tries.
+    """
+    if not patch:
+        return None
+    sha = hashlib.sha256(patch.encode()).hexdigest()
+    grams, numbers = _shape(patch[:PATCH_CAP])
+    for exp in history:
+        theirs = exp.meta.get("patch")
+        if exp.status in NOT_TRIED or not isinstance(theirs, str) or not theirs:
+            continue
+        if exp.meta.get("patch_sha") == sha:
+            return exp
+        other, their_numbers = _shape(theirs)
+        small, large = sorted((len(grams), len(other)))
+        if small < threshold * large or numbers != their_numbers:
+            continue  # Jaccard <= small / large; another value is another experiment
+        common = len(grams & other)
+        if common / (len(grams) + len(other) - common) >= threshold:
+            return exp
+    return None

@@ -1,0 +1,1 @@
+"""The few git operations Ratchet needs: worktrees, refs, commits, objects."""

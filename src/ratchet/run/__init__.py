@@ -1,0 +1,2 @@
+"""The only package that composes effects: the workspace, verification, one experiment
+(``trial``), the loop, and ``ratchet try``."""

@@ -1,0 +1,1 @@
+"""What is recorded: the ledger (SQLite), the journal, atomic file writes."""
