@@ -6,7 +6,14 @@ real loop with git, the ledger, the runner and results.tsv export. For each
 experiment: time between consecutive finished experiments minus the time the
 experiment's command itself ran. Prints median, mean and p90 in milliseconds.
 
-    python benchmarks/overhead.py [--experiments 40]
+``--evaluate print`` adds a sine-like evaluate phase (``python evaluate.py``
+reads the declared input ``result.txt`` the run phase copies, and prints the
+metric), ``--evaluate report`` the same evaluator reporting through
+``ratchet.evaluation.report``: the overhead then includes sealing the
+evaluate phase (its directory, copies, pipe, cleanup), and the experiment
+process time includes the evaluator's Python.
+
+    python benchmarks/overhead.py [--experiments 40] [--evaluate none|print|report]
 """
 
 from __future__ import annotations
@@ -41,6 +48,22 @@ kind = "replay"
 """
 
 
+EVALUATE_TOML = """\
+[evaluate]
+command = "python evaluate.py"
+budget = 10
+inputs = ["result.txt"]
+"""
+EVALUATORS = {
+    "print": "from pathlib import Path\nprint(Path('result.txt').read_text())\n",
+    "report": (
+        "from pathlib import Path\n"
+        "from ratchet.evaluation import report\n"
+        "report(score=float(Path('result.txt').read_text().split()[1]))\n"
+    ),
+}
+
+
 class Clock(Observer):
     """Records when each experiment finished and how long its command ran."""
 
@@ -51,9 +74,16 @@ class Clock(Observer):
         self.marks.append((time.perf_counter(), experiment))
 
 
-def make_study(root: Path, n: int) -> Path:
+def make_study(root: Path, n: int, evaluate: str = "none") -> Path:
     root.mkdir()
-    (root / "ratchet.toml").write_text(TOML)
+    toml = TOML
+    if evaluate != "none":
+        toml = toml.replace("cat value.txt", "cp value.txt result.txt").replace(
+            "[metric]", EVALUATE_TOML + "[metric]"
+        )
+        toml = toml.replace("[files]\n", '[files]\nprotected = ["evaluate.py"]\n')
+        (root / "evaluate.py").write_text(EVALUATORS[evaluate])
+    (root / "ratchet.toml").write_text(toml)
     (root / "program.md").write_text("noop\n")
     (root / "value.txt").write_text("score: 1000\n")
     env = {
@@ -81,10 +111,11 @@ def make_study(root: Path, n: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", type=int, default=40)
+    parser.add_argument("--evaluate", choices=("none", "print", "report"), default="none")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "study"
-        replay = make_study(root, args.experiments)
+        replay = make_study(root, args.experiments, args.evaluate)
         clock = Clock()
         study = load_study(root)
         run_study(study, ReplayProposer(replay), StrictJudge(), RunOptions(tag="bench"), clock)

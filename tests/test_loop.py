@@ -15,7 +15,7 @@ from ratchet.proposers import ReplayProposer
 
 # value.txt is a shell script (the run phase); check.sh scores what it left in out.txt.
 EVAL_TOML = FAST_TOML.replace(
-    "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\n\n[metric]'
+    "[metric]", '[evaluate]\ncommand = "sh check.sh"\nbudget = 5\ninputs = ["out.txt"]\n\n[metric]'
 ).replace('command = "cat value.txt"', 'command = "sh value.txt"')
 
 
@@ -273,3 +273,59 @@ def test_uncommitted_editable_change_is_announced(fast_study: Path, write_replay
         notes,
     )
     assert any("value.txt has uncommitted changes" in line for line in notes.lines)
+
+
+RUNLESS_TOML = """\
+[study]
+name = "runless"
+
+[files]
+editable = ["solve.py"]
+protected = ["evaluate.py"]
+
+[run]
+sandbox = "process"
+
+[evaluate]
+command = "python evaluate.py"
+budget = 30
+inputs = ["solve.py"]
+
+[metric]
+name = "score"
+
+[decision]
+rule = "strict"
+"""
+RUNLESS_EVALUATE = """\
+from ratchet.evaluation import load_candidate, report
+
+solver = load_candidate("solve.py", timeout=10)
+report(score=float(solver.score()), calls=1)
+"""
+
+
+def test_without_a_run_command_the_evaluator_runs_the_candidate(
+    tmp_path: Path, write_replay
+) -> None:
+    files = {
+        "ratchet.toml": RUNLESS_TOML,
+        "program.md": "x",
+        "evaluate.py": RUNLESS_EVALUATE,
+        "solve.py": "def score():\n    return 5\n",
+    }
+    root = make_repo(tmp_path / "s", files)
+    lie = "print('score: -5')\ndef score():\n    print('score: -9')\n    return 4\n"
+    replay = write_replay(
+        [
+            {"description": "lie", "edits": {"solve.py": lie}},
+            {"description": "raise", "edits": {"solve.py": "def score():\n    1 / 0\n"}},
+        ]
+    )
+    exps = _run(root, replay)
+    outcomes = [(e.status, e.metric) for e in exps]
+    assert outcomes == [("baseline", 5.0), ("keep", 4.0), ("crash", None)]
+    assert exps[1].extras == {"calls": 1.0}  # the reported extra; printed lines count for nothing
+    assert not (Path(exps[1].log_dir) / "run.log").exists()  # no run phase at all
+    assert "score: -9" in (Path(exps[1].log_dir) / "evaluate.log").read_text()
+    assert "CandidateError: ZeroDivisionError: division by zero" in exps[2].reason

@@ -231,7 +231,7 @@ def test_pruning_can_be_switched_off(tmp_path: Path, write_replay) -> None:
 
 # --- confirm ---------------------------------------------------------------------------
 
-CONFIRM = '\n[confirm]\ncommand = "python confirm.py"\nbudget = 20\n'
+CONFIRM = '\n[confirm]\ncommand = "python confirm.py"\nbudget = 20\ninputs = ["value.txt"]\n'
 
 
 def test_confirm_both_ways_marks_without_reverting(tmp_path: Path, write_replay) -> None:

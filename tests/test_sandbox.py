@@ -74,10 +74,12 @@ def study_files(
     evaluate: str = "",
     budget: float = 60,
     grace: float = 1,
+    inputs: str = '["saw.py"]',
     **files: str,
 ) -> dict[str, str]:
     """A study's files; ``files`` are named with ``_`` for ``.`` (``saw_py`` is ``saw.py``)."""
-    section = f"[evaluate]\ncommand = '''{evaluate}'''\nbudget = 60\n" if evaluate else ""
+    section = f"[evaluate]\ncommand = '''{evaluate}'''\nbudget = 60\ninputs = {inputs}\n"
+    section = section if evaluate else ""
     toml = TOML.format(command=command, run=run, evaluate=section, budget=budget, grace=grace)
     extra = {name.replace("_", "."): text for name, text in files.items()}
     return {"ratchet.toml": toml, **FILES, **extra}

@@ -101,7 +101,11 @@ def test_ratchet_toml_is_the_documented_study(study: Path) -> None:
         "study": {"name": "sine", "program": "program.md"},
         "files": {"editable": ["train.py"], "protected": ["evaluate.py"]},
         "run": {"command": "python train.py", "budget": 10, "grace": 2},
-        "evaluate": {"command": "python evaluate.py", "budget": 10},
+        "evaluate": {
+            "command": "python evaluate.py",
+            "budget": 10,
+            "inputs": ["coefficients.json"],
+        },
         "metric": {"name": "mse", "goal": "minimize"},
         "decision": {"rule": "strict"},
         "proposer": {"kind": "mutate"},

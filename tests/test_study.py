@@ -53,6 +53,27 @@ BAD = [
         FAST_TOML.replace('program = "program.md"', 'program = "nope.md"'),
         "'nope.md' does not exist",
     ),
+    (
+        FAST_TOML.replace("[metric]", '[evaluate]\ncommand = "sh check.sh"\n\n[metric]'),
+        'missing key [evaluate] inputs — list the files the run phase leaves for the evaluate'
+        ' command, e.g. inputs = ["coefficients.json"], or inputs = []',
+    ),
+    (
+        FAST_TOML + '\n[confirm]\ncommand = "sh check.sh"\n',
+        "missing key [confirm] inputs",
+    ),
+    (
+        FAST_TOML.replace("[metric]", '[evaluate]\ncommand = "x"\ninputs = ["*.json"]\n[metric]'),
+        "input '*.json' is a glob",
+    ),
+    (
+        FAST_TOML.replace("[metric]", '[evaluate]\ncommand = "x"\ninputs = ["../o"]\n[metric]'),
+        "input '../o' must be a path relative to the study directory",
+    ),
+    (
+        FAST_TOML.replace('command = "cat value.txt"\n', ""),
+        "missing key [run] command",
+    ),
 ]
 
 
@@ -123,3 +144,23 @@ def test_bad_cli_values_exit_2(fast_study: Path) -> None:
         done = ratchet("run", str(fast_study), *args)
         assert done.returncode == 2, done.stderr
         assert text in done.stderr
+
+
+RUNLESS = FAST_TOML.replace('command = "cat value.txt"\nbudget = 10\n', "").replace(
+    "[metric]", '[evaluate]\ncommand = "python evaluate.py"\nbudget = 7\ninputs = []\n\n[metric]'
+)
+
+
+def test_a_study_whose_evaluator_runs_the_candidate_needs_no_run_command(tmp_path: Path) -> None:
+    study = load_study(_study(tmp_path, RUNLESS))
+    assert study.run.command is None
+    assert study.run.budget == 7  # the evaluate phase's, when [run] gives none
+    assert study.evaluate is not None and study.evaluate.inputs == []
+
+
+def test_a_study_without_declared_inputs_is_exit_2_naming_the_key(tmp_path: Path) -> None:
+    toml = FAST_TOML.replace("[metric]", '[evaluate]\ncommand = "sh check.sh"\n\n[metric]')
+    done = ratchet("run", str(_study(tmp_path, toml)), "--max-experiments", "0")
+    assert done.returncode == 2
+    assert "missing key [evaluate] inputs" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

@@ -43,9 +43,10 @@ def baseline(ws: Workspace, executor: Executor, judge: Judge, observer: Observer
     outcome = measure_baseline(ws, executor, judge, exp_id)
     exp = finish(ws, observer, exp_id, outcome, head)
     if outcome.status != "baseline":
+        command = ws.study.run.command or (ws.study.evaluate and ws.study.evaluate.command)
         raise BaselineFailed(
             f"the baseline (unmodified code) ended with {outcome.status}: {outcome.reason}"
-            f" — fix the study until `{ws.study.run.command}` works, see"
+            f" — fix the study until `{command}` works, see"
             f" `ratchet show {exp_id} --log`"
         )
     return exp

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -61,8 +61,15 @@ class _Phase(_Section):
 
 
 class RunPhase(_Phase):
-    """The candidate's own phase: the command the proposer's change affects."""
+    """The candidate's own phase: the command the proposer's change affects.
 
+    ``command`` may be left out when ``[evaluate]`` runs the candidate itself
+    (through ``ratchet.evaluation.load_candidate``); the section still holds
+    the sandbox and the limits, and ``budget`` then defaults to the evaluate
+    phase's.
+    """
+
+    command: str | None = Field(default=None, min_length=1)
     smoke: str | None = None
     smoke_budget: float | None = Field(default=None, gt=0)
     sandbox: Literal["none", "process", "bwrap"] = "process"
@@ -79,10 +86,42 @@ class RunPhase(_Phase):
     hide: list[str] = []
 
 
+def _input_paths(paths: list[str] | None) -> list[str] | None:
+    """Declared inputs: plain relative paths (a file or a directory), never globs.
+
+    No globs: what the evaluation may see is exactly the list, and a declared
+    input that is missing can be named in the crash reason.
+    """
+    if paths is None:
+        return None
+    clean = []
+    for raw in paths:
+        path = PurePosixPath(raw)
+        if not raw.strip() or path.is_absolute() or ".." in path.parts or path == PurePosixPath():
+            raise ValueError(f"input {raw!r} must be a path relative to the study directory")
+        if any(ch in raw for ch in "*?[]"):
+            raise ValueError(f"input {raw!r} is a glob; list plain paths (a directory is whole)")
+        if any(ord(ch) < 32 for ch in raw) or path.parts[0] in (".ratchet", ".git"):
+            raise ValueError(f"input {raw!r} is not a path the run phase can declare")
+        clean.append(path.as_posix())
+    return clean
+
+
 class EvaluatePhase(_Phase):
-    """Fixed code run after the run phase; when present, the only source of the metric."""
+    """Fixed code run after the run phase; when present, the only source of the metric.
+
+    ``inputs`` are the run phase's declared outputs, the only files of the
+    candidate's the sealed evaluation sees (required; ``[]`` when the
+    evaluator needs nothing but the harness).
+    """
 
     budget: float = Field(default=60.0, gt=0)
+    inputs: list[str] | None = None
+
+    @field_validator("inputs")
+    @classmethod
+    def _plain_paths(cls, paths: list[str] | None) -> list[str] | None:
+        return _input_paths(paths)
 
 
 class MetricSpec(_Section):
@@ -115,6 +154,12 @@ class ConfirmSpec(_Section):
     budget: float = Field(default=60.0, gt=0)
     grace: float = Field(default=5.0, ge=0)
     revert: bool = False  # revert a keep that does not confirm
+    inputs: list[str] | None = None  # as [evaluate] inputs: what the sealed check may read
+
+    @field_validator("inputs")
+    @classmethod
+    def _plain_paths(cls, paths: list[str] | None) -> list[str] | None:
+        return _input_paths(paths)
 
 
 class ProposerSpec(_Section):
@@ -153,6 +198,18 @@ class _StudyFile(_Section):
     prune: PruneSpec = PruneSpec()
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec = ProposerSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_budget_without_command(cls, data: object) -> object:
+        """Without a run command, ``[run] budget`` may be left out: the evaluate phase's."""
+        if not isinstance(data, dict):
+            return data
+        run, evaluate = data.get("run"), data.get("evaluate")
+        if isinstance(run, dict) and "command" not in run and "budget" not in run:
+            if isinstance(evaluate, dict):
+                data = {**data, "run": {**run, "budget": evaluate.get("budget", 60.0)}}
+        return data
 
     @field_validator("files")
     @classmethod
@@ -250,8 +307,26 @@ def load_study(directory: Path) -> Study:
         confirm=parsed.confirm,
         proposer=parsed.proposer,
     )
+    _check_phases(path, study)
     _check_files(path, study)
     return study
+
+
+def _check_phases(path: Path, study: Study) -> None:
+    """A run command unless [evaluate] runs the candidate; declared inputs for fixed phases."""
+    if study.run.command is None and study.evaluate is None:
+        raise ConfigError(
+            f"{path}: missing key [run] command — add it (e.g. command = \"python train.py\");"
+            " it may be left out only when [evaluate] runs the candidate itself"
+        )
+    for section, spec in (("evaluate", study.evaluate), ("confirm", study.confirm)):
+        if spec is not None and spec.inputs is None:
+            raise ConfigError(
+                f"{path}: missing key [{section}] inputs — list the files the run phase leaves"
+                f" for the {section} command, e.g. inputs = [\"coefficients.json\"], or"
+                " inputs = [] when it needs nothing but ratchet.evaluation.load_candidate"
+                f" (the {section} command runs in a sealed directory and sees nothing else)"
+            )
 
 
 def _check_files(path: Path, study: Study) -> None:

@@ -23,6 +23,7 @@ EVALUATE_TOML = """
 [evaluate]
 command = "python evaluate.py"
 budget = 20
+inputs = ["result.txt"]
 """
 
 

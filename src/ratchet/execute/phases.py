@@ -1,13 +1,24 @@
 """Measuring one candidate: its phases, in order, turned into one ``Measurement``.
 
-The run phase is the candidate's own command. The evaluate phase, when the
-study has one, is fixed code run afterwards on what the run phase left behind;
-it is then the only source of the metric, and the protected files are
-restored from their pinned contents just before it, so a candidate that
-rewrote them at run time changes nothing. An evaluate phase that exits with
-``REJECT_EXIT`` (3) refused the candidate's output (for example a model that
-looks at future tokens): the candidate is ``rejected`` with the evaluation's
-last line as the reason. Any other non-zero exit is a ``crash``.
+The run phase is the candidate's own command, in its worktree. The evaluate
+phase, when the study has one, is fixed code run afterwards; it is then the
+only source of the metric. It is *sealed* (see ``sealed.py``): it runs in a
+fresh directory holding the pinned protected files and copies of the run
+phase's declared outputs (``[evaluate] inputs``) only, with Python unable to
+import or load bytecode from anything the candidate wrote, and (under
+``bwrap``) without the candidate's worktree in sight. A declared input that
+is missing or not a plain file is a ``crash`` naming it. ``[confirm]`` runs
+sealed the same way with its own ``inputs``. Without a ``[run] command`` the
+run phase is skipped: the evaluator runs the candidate itself through
+``ratchet.evaluation``.
+
+An evaluator that imports ``ratchet.evaluation`` reports its metric on a
+pipe only it holds; from then on metric lines on the phase's output do not
+count (a candidate called through the harness prints there too). An
+evaluate phase that exits with ``REJECT_EXIT`` (3) refused the candidate's
+output (for example a model that looks at future tokens): the candidate is
+``rejected`` with the evaluation's last line as the reason. Any other
+non-zero exit is a ``crash``.
 
 Every phase runs in the study's sandbox (``[run] sandbox``, see
 ``sandbox.py``); ``[run] hide`` applies to the smoke and run phases only, so
@@ -17,8 +28,8 @@ breaking a limit is a ``crash`` whose reason names the limit.
 
 from __future__ import annotations
 
+import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +43,7 @@ from ..study import Study
 from .environment import experiment_env
 from .runner import RunResult, RunSpec, run_command
 from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint
+from .sealed import Reported, Sealed, SealProblem, drain, read_reports, sealed_dir, sealed_env
 
 __all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
 
@@ -54,6 +66,7 @@ class PhaseOutcome:
     name: str
     result: RunResult
     parsed: ParsedOutput
+    reported: Reported | None = None  # what the evaluator reported through the harness
 
 
 @dataclass(frozen=True)
@@ -133,21 +146,15 @@ class Executor:
         self, candidate: Candidate, watch: Callable[[ProgressPoint], str | None] | None = None
     ) -> Measurement:
         """Run phase, then evaluate phase; ``watch`` may stop the run from progress lines."""
+        evaluate = self.study.evaluate
+        if self.study.run.command is None:
+            assert evaluate is not None, "a study without a run command has [evaluate]"
+            return self._fixed("evaluate", evaluate.command, evaluate.inputs or [], candidate)
         run = self._phase("run", self.study.run.command, self.budget, candidate, watch)
         failed = self._failure(run, "run")
-        if failed or self.study.evaluate is None:
+        if failed or evaluate is None:
             return failed or self._scored(run, [run])
-        self._restore_pins(candidate.study_dir)
-        evaluate = self._phase(
-            "evaluate", self.study.evaluate.command, self.study.evaluate.budget, candidate
-        )
-        refused = self._failure(evaluate, "evaluate")
-        if refused:
-            spent = run.result.duration_s + refused.duration_s
-            return replace(
-                refused, phases=[run, evaluate], progress=run.parsed.progress, duration_s=spent
-            )
-        return self._scored(evaluate, [run, evaluate], progress=run.parsed.progress)
+        return self._fixed("evaluate", evaluate.command, evaluate.inputs or [], candidate, run)
 
     def smoke(self, candidate: Candidate) -> Measurement | None:
         """The study's cheap pre-check, if it has one; a failure is a crash."""
@@ -161,14 +168,39 @@ class Executor:
     def confirm(self, candidate: Candidate) -> Measurement:
         """The study's ``[confirm]`` command on a measured candidate: its metric, or why not.
 
-        Fixed code like the evaluate phase, so the pinned files are restored first;
-        whatever the run phase left in the tree is still there for it to check.
+        Fixed code like the evaluate phase, so it runs sealed, with its own
+        declared ``inputs`` from what the run phase left in the tree.
         """
         spec = self.study.confirm
         assert spec is not None, "the study has no [confirm] section"
-        self._restore_pins(candidate.study_dir)
-        outcome = self._phase("confirm", spec.command, spec.budget, candidate)
-        return self._failure(outcome, "confirm") or self._scored(outcome, [outcome])
+        return self._fixed("confirm", spec.command, spec.inputs or [], candidate)
+
+    def _fixed(
+        self,
+        name: str,
+        command: str,
+        inputs: list[str],
+        candidate: Candidate,
+        run: PhaseOutcome | None = None,
+    ) -> Measurement:
+        """A fixed phase in a sealed directory; ``run`` is the run phase it scores, if any."""
+        before = [run] if run is not None else []
+        spent = run.result.duration_s if run is not None else 0.0
+        progress = run.parsed.progress if run is not None else []
+        try:
+            with sealed_dir(self.pinned, inputs, candidate.study_dir) as sealed:
+                outcome = self._phase(
+                    name, command, self._budget_of(name), candidate, sealed=sealed
+                )
+        except SealProblem as problem:
+            return Measurement(
+                "crash", reason=f"{name} phase: {problem}", duration_s=spent, phases=before
+            )
+        refused = self._failure(outcome, name)
+        if refused:
+            total = spent + refused.duration_s
+            return replace(refused, phases=[*before, outcome], progress=progress, duration_s=total)
+        return self._scored(outcome, [*before, outcome], progress=progress)
 
     def _phase(
         self,
@@ -177,6 +209,7 @@ class Executor:
         budget: float,
         candidate: Candidate,
         watch: Callable[[ProgressPoint], str | None] | None = None,
+        sealed: Sealed | None = None,
     ) -> PhaseOutcome:
         parser = MetricParser(self.study.metric.name)
         observer = self.observer
@@ -187,33 +220,52 @@ class Executor:
             return watch(point) if (point is not None and watch is not None) else None
 
         observer.phase_started(name, budget)
+        env = experiment_env(
+            self.environ,
+            allow=self.study.run.env_allow,
+            seed=candidate.seed,
+            budget=budget,
+            deadline=time.time() + budget,
+        )
         spec = RunSpec(
             command=command,
-            cwd=candidate.study_dir,
-            env=experiment_env(
-                self.environ,
-                allow=self.study.run.env_allow,
-                seed=candidate.seed,
-                budget=budget,
-                deadline=time.time() + budget,
-            ),
+            cwd=sealed.work if sealed else candidate.study_dir,
+            env=sealed_env(env, sealed) if sealed else env,
             budget=budget,
             grace=self._grace(name),
             log_path=candidate.log_dir / f"{name}.log",
             log_cap_bytes=int(self.study.run.log_cap_mb * 1_000_000),
-            sandbox=self._sandbox(name, candidate),
+            sandbox=self._sandbox(name, candidate, sealed),
+            pass_fds=(sealed.report_w,) if sealed else (),
         )
-        return PhaseOutcome(name, run_command(spec, on_line), parser.result())
+        result = run_command(spec, on_line)
+        reported = read_reports(drain(sealed.report_r)) if sealed else None
+        return PhaseOutcome(name, result, parser.result(), reported)
 
-    def _sandbox(self, name: str, candidate: Candidate) -> Sandbox:
-        """The phase's isolation: ``[run] hide`` for the candidate's own phases only."""
+    def _sandbox(self, name: str, candidate: Candidate, sealed: Sealed | None) -> Sandbox:
+        """The phase's isolation: ``[run] hide`` for the candidate's own phases only.
+
+        A sealed phase sees its sealed directory (writable, pinned files and
+        ``code/`` read-only) and not the candidate's worktree at all.
+        """
+        if sealed is None:
+            return for_phase(
+                self.study.run,
+                study_root=self.study.root,
+                study_dir=candidate.study_dir,
+                protected=self.pinned,
+                hide=name in ("run", "smoke"),
+                environ=self.environ,
+            )
         return for_phase(
             self.study.run,
             study_root=self.study.root,
-            study_dir=candidate.study_dir,
+            study_dir=sealed.work,
             protected=self.pinned,
-            hide=name in ("run", "smoke"),
+            hide=False,
             environ=self.environ,
+            sealed_from=candidate.study_dir,
+            readonly=(sealed.code,),
         )
 
     def _grace(self, name: str) -> float:
@@ -249,8 +301,9 @@ class Executor:
         phases: list[PhaseOutcome],
         progress: list[ProgressPoint] | None = None,
     ) -> Measurement:
-        parsed = source.parsed
-        extras = {**phases[0].parsed.extras, **parsed.extras}
+        parsed = _through_channel(source, self.study.metric.name)
+        before = phases[0].parsed.extras if phases[0] is not source else {}
+        extras = {**before, **parsed.extras}
         extras.pop(self.study.metric.name, None)
         duration = sum(p.result.duration_s for p in phases)
         if parsed.metric is None:
@@ -280,14 +333,26 @@ class Executor:
             phases=phases,
         )
 
-    def _restore_pins(self, study_dir: Path) -> None:
-        for rel, content in self.pinned.items():
-            target = study_dir / rel
-            if target.is_symlink():
-                target.unlink()
-            elif target.is_dir():
-                shutil.rmtree(target)
-            elif target.is_file() and target.read_bytes() == content:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
+
+def _through_channel(source: PhaseOutcome, metric: str) -> ParsedOutput:
+    """The phase's result: its output lines, or, once the harness said hello, its reports.
+
+    With reports, the phase's printed metric and extras do not count: a
+    candidate called through the harness prints on the same output.
+    """
+    reported = source.reported
+    if reported is None:
+        return source.parsed
+    if reported.problem:
+        return ParsedOutput(None, reported.problem, {}, [])
+    values = {k: v for k, v in reported.values.items() if k != metric and math.isfinite(v)}
+    value = reported.values.get(metric)
+    if value is None:
+        problem = (
+            f"the evaluator used ratchet.evaluation but reported no {metric}"
+            f" — call report({metric}=...)"
+        )
+        return ParsedOutput(None, problem, values, [])
+    if not math.isfinite(value):
+        return ParsedOutput(None, f"reported {metric} is {value}, not a finite number", values, [])
+    return ParsedOutput(value, None, values, [])

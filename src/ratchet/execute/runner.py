@@ -105,6 +105,9 @@ class RunSpec:
     log_path: Path  # stdout+stderr interleaved are written here (parent dirs created)
     log_cap_bytes: int = 10_000_000
     sandbox: Sandbox | None = None  # isolation level and limits; None: none (level "none")
+    # Descriptors the command inherits at the same numbers (above 3, the gate's), e.g. the
+    # evaluation's report pipe; the shepherd closes its own copies once the command started.
+    pass_fds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -409,7 +412,7 @@ def _shepherd(
 ) -> None:
     """Spawn the command, supervise it, kill what is left, report; then the caller exits."""
     gc.disable()  # a collection could close fds of the parent's garbage that we reuse
-    _close_fds_except({out_w, ctl_r, status_w})
+    _close_fds_except({out_w, ctl_r, status_w, *spec.pass_fds})
     wake_r = _catch_signals()
     tracks_tree = _become_subreaper(prctl)
     signal.pthread_sigmask(signal.SIG_SETMASK, old_mask - {signal.SIGCHLD, signal.SIGTERM})
@@ -555,11 +558,14 @@ class _Shepherd:
         """Spawn, wait for exit / deadline / stop, then make sure nothing is left."""
         self.started = time.monotonic()
         try:
+            for fd in spec.pass_fds:
+                os.set_inheritable(fd, True)
             self.pid = _spawn(spec, out_w)
         except (OSError, ValueError) as error:
             return {"error": getattr(error, "strerror", None) or str(error)}
         finally:
-            os.close(out_w)
+            for fd in (out_w, *spec.pass_fds):
+                os.close(fd)
         if self.max_processes is not None:
             outrank_the_tree()
         ending = self._supervise(self.started + spec.budget)

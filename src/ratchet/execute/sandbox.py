@@ -174,12 +174,18 @@ def for_phase(
     protected: Iterable[str] = (),
     hide: bool = True,
     environ: Mapping[str, str] | None = None,
+    sealed_from: Path | None = None,
+    readonly: Iterable[Path] = (),
 ) -> Sandbox:
     """The sandbox of one phase of a candidate checked out at ``study_dir``.
 
     ``study_root`` is the user's study directory (its repository is what
     gets concealed); ``protected`` are paths relative to ``study_dir``;
     ``hide`` applies ``[run] hide`` (the smoke and run phases, not evaluate).
+    A sealed phase passes its sealed directory as ``study_dir`` (writable as
+    it is, whatever holds it), the candidate's study directory as
+    ``sealed_from`` (its whole worktree is concealed) and its ``code/`` in
+    ``readonly``.
     """
     limits = Limits.from_phase(run)
     if run.sandbox == "none":
@@ -187,13 +193,15 @@ def for_phase(
     if run.sandbox == "process":
         return Sandbox("process", limits)
     environ = os.environ if environ is None else environ
-    worktree = _real(_checkout_root(study_dir))
+    worktree = _real(study_dir if sealed_from else _checkout_root(study_dir))
     concealed = _dedupe(
         [_real(Path(p)) for p in _SERVICE_DIRS if os.path.isdir(p)]
         + [_real(p) for p in _repositories(study_root)]
+        + ([_real(_checkout_root(sealed_from))] if sealed_from else [])
     )
+    extra_readonly = [_real(p) for p in readonly]
     readonly = [p for p in _environment_dirs() if _inside_any(p, concealed)]
-    readonly = [p for p in readonly if not _inside(p, worktree)]
+    readonly = [p for p in readonly if not _inside(p, worktree)] + extra_readonly
     for rel in protected:
         path = study_dir / rel
         if path.is_file() and not path.is_symlink():
