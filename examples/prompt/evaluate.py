@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,11 +164,15 @@ def main() -> None:
     tests = test_set()
     prompt = read_prompt(tests)
     base_url = os.environ.get("PROMPT_STUDY_BASE_URL")
+    started = time.perf_counter()
     classify = endpoint_classifier(base_url) if base_url else local_classifier()
+    loaded = time.perf_counter()
+    print(f"load_seconds: {loaded - started:.2f}", flush=True)
     predictions = classify([prompt.replace(PLACEHOLDER, text) for text, _ in tests])
+    print(f"score_seconds: {time.perf_counter() - loaded:.2f}")
     right = sum(p == label for p, (_, label) in zip(predictions, tests, strict=True))
-    print(f"accuracy: {right / len(tests):.4f}")
     print(f"positive_rate: {predictions.count(1) / len(tests):.4f}")
+    print(f"accuracy: {right / len(tests):.4f}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from .workspace import STATE_DIR, check_tag, lock_holder, open_ledger
 
 __all__ = ["register"]
 
-TEMPLATES = ("sine", "nanogpt", "blank")
+TEMPLATES = ("sine", "nanogpt", "blank", "sort", "prompt", "circle_packing")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
