@@ -3,13 +3,14 @@
 Each test runs a real evaluator script in a real interpreter (as the
 evaluate phase would), against a real candidate module, and reads what a
 user would see: its output, its exit status, what came out of the report
-pipe.
+socket (Ratchet's end, with the kernel's sender pids).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ratchet.execute.sealed import Reported, drain, read_reports
+from ratchet.execute.sealed import Reported, read_reports, receive
 
 SOLVER = """\
 import os, subprocess, sys, time
@@ -49,18 +50,20 @@ def channel():
 """
 
 
-def evaluate(tmp_path: Path, body: str, report_fd: bool = False) -> tuple[str, str, int, bytes]:
-    """Run ``body`` as an evaluator next to solver.py; (stdout, stderr, status, channel bytes)."""
+def evaluate(
+    tmp_path: Path, body: str, report_fd: bool = False
+) -> tuple[str, str, int, list[tuple[int | None, bytes]]]:
+    """Run ``body`` as an evaluator next to solver.py; (stdout, stderr, status, records)."""
     (tmp_path / "solver.py").write_text(SOLVER)
     script = tmp_path / "evaluate.py"
     script.write_text("from ratchet.evaluation import *\nimport sys, time\n" + body)
     env = {k: v for k, v in os.environ.items() if k != "RATCHET_REPORT_FD"}
     env["PYTHONSAFEPATH"] = "1"
-    read_end = write_end = -1
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     if report_fd:
-        read_end, write_end = os.pipe()
-        env["RATCHET_REPORT_FD"] = str(write_end)
-    try:
+        env["RATCHET_REPORT_FD"] = str(theirs.fileno())
+    with ours, theirs:
         done = subprocess.run(
             [sys.executable, str(script)],
             cwd=tmp_path,
@@ -68,15 +71,10 @@ def evaluate(tmp_path: Path, body: str, report_fd: bool = False) -> tuple[str, s
             capture_output=True,
             text=True,
             timeout=120,
-            pass_fds=(write_end,) if report_fd else (),
+            pass_fds=(theirs.fileno(),) if report_fd else (),
         )
-    finally:
-        if report_fd:
-            os.close(write_end)
-    channel = drain(read_end) if report_fd else b""
-    if report_fd:
-        os.close(read_end)
-    return done.stdout, done.stderr, done.returncode, channel
+        records = receive(ours.fileno())
+    return done.stdout, done.stderr, done.returncode, records
 
 
 def test_calls_round_trip_as_json(tmp_path: Path) -> None:
@@ -147,13 +145,13 @@ except CandidateDied as exc:
     assert not _running(worker) and not _running(child)
 
 
-def test_report_goes_to_the_channel_with_the_hello_key(tmp_path: Path) -> None:
+def test_report_goes_to_the_channel_from_the_evaluator_alone(tmp_path: Path) -> None:
     body = 'print("score: -1")\nreport(score=2.5, seconds=0.25)\nreport(score=2.0)\n'
     out, err, status, channel = evaluate(tmp_path, body, report_fd=True)
     assert status == 0, err
     assert out == "score: -1\n"  # printed, but not a report
-    hello, *records = [json.loads(line) for line in channel.splitlines()]
-    assert all(r["key"] == hello["hello"] for r in records)
+    assert [json.loads(data) for _, data in channel][0] == {"hello": 1}
+    assert len({pid for pid, _ in channel}) == 1 and channel[0][0] != os.getpid()
     assert read_reports(channel) == Reported({"score": 2.0, "seconds": 0.25})
 
 
@@ -226,24 +224,30 @@ print("ok")
     assert (status, out) == (0, "ok\n"), err
 
 
+HELLO = (7, b'{"hello": 1}')
+REPORT = b'{"report": {"score": 1}}'
+
+
 @pytest.mark.parametrize(
-    ("data", "problem"),
+    ("records", "problem"),
     [
-        (b'{"key": "k", "report": {"score": 1}}\n', "written before the evaluator said hello"),
-        (b'{"hello": "k"}\n{"hello": "j"}\n', "two processes claimed the report channel"),
-        (b'{"hello": "k"}\n{"key": "x", "report": {"score": 1}}\n', "did not come from"),
-        (b'{"hello": "k"}\nscore: 1\n', "malformed record"),
-        (b'{"hello": "k"}\n{"key": "k", "report": {"score": "1"}}\n', "is not a number"),
+        ([(7, REPORT)], "written before the evaluator said hello"),
+        ([HELLO, (8, b'{"hello": 1}')], "two processes claimed the report channel"),
+        ([HELLO, (8, REPORT)], "did not come from the evaluator"),
+        ([HELLO, (None, REPORT)], "did not come from the evaluator"),
+        ([HELLO, (7, b"score: 1")], "malformed record"),
+        ([HELLO, (7, b'{"report": {"score": "1"}}')], "is not a number"),
     ],
 )
-def test_records_not_from_the_evaluator_void_the_report(data: bytes, problem: str) -> None:
-    reported = read_reports(data)
+def test_records_not_from_the_evaluator_void_the_report(records: list, problem: str) -> None:
+    reported = read_reports(records)
     assert reported is not None and reported.values == {}
     assert reported.problem is not None and problem in reported.problem
 
 
 def test_no_hello_means_the_output_lines_count() -> None:
-    assert read_reports(b"") is None
+    assert read_reports([]) is None
+    assert read_reports([HELLO, (7, REPORT)]) == Reported({"score": 1.0})
 
 
 def _running(pid: int) -> bool:
@@ -257,3 +261,14 @@ def _running(pid: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_the_candidate_file_is_loaded_even_when_named_like_a_standard_module(
+    tmp_path: Path,
+) -> None:
+    body = """\
+open("json.py", "w").write("def dumps(value):\\n    return 'candidate'\\n")
+print(load_candidate("json.py", timeout=20).dumps(1))
+"""
+    out, err, status, _ = evaluate(tmp_path, body)
+    assert (status, out) == (0, "candidate\n"), err

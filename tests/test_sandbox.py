@@ -437,3 +437,29 @@ def test_rlimits_are_capped_at_the_hard_limit_and_nproc_counts_the_machine() -> 
     assert user[resource.RLIMIT_DATA] == 10**9 and user[resource.RLIMIT_FSIZE] == 10**6
     assert user[resource.RLIMIT_NPROC] == 350
     assert resource.RLIMIT_NPROC not in dict(rlimits(limits, hard=hard, root=True, tasks=300))
+
+
+@needs_bwrap
+def test_bwrap_evaluate_phase_sees_neither_the_worktree_nor_the_repository(
+    outside: Path,
+) -> None:
+    look = (
+        "import os, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    seen = [f for _, _, files in os.walk(path) for f in files]\n"
+        "    print(path, f'{len(seen)} files')\n"
+        "print('score: 1')\n"
+    )
+    command = "python look.py {paths}"
+    files = study_files("cat value.txt", 'sandbox = "bwrap"', command, look_py=look)
+    repo_root = outside / "repo"
+    worktree = repo_root / "study" / ".ratchet" / "worktrees" / "t"
+    paths = f"{worktree} {worktree / 'study'} {repo_root}"
+    files["ratchet.toml"] = files["ratchet.toml"].replace("{paths}", paths)
+    files["ratchet.toml"] = files["ratchet.toml"].replace('["saw.py"]', '["look.py"]')
+    study, candidate = checkout(outside, files)
+    m = measure(study, candidate)
+    assert (m.status, m.metric) == ("ok", 1.0), m.reason + m.tail
+    evaluate = m.phases[-1].result.tail
+    # bind mount points leave empty directories on the way; no file of either is there
+    assert evaluate.count(" 0 files") == 3, evaluate

@@ -12,7 +12,8 @@ Usage::
     python prepare.py --text FILE          # your own UTF-8 text, last 5 % held out
     python prepare.py --url U1 --url U2    # text shards over HTTP, the last one held out
     python prepare.py --corpus tinystories # a larger preset corpus (a 2.2 GB download)
-    python prepare.py evaluate model.pt2   # the evaluate phase: prints `val_bpb: VALUE`
+    python prepare.py evaluate model.pt2   # the evaluate phase: reports val_bpb (by hand:
+                                           # prints `val_bpb: VALUE`)
 
 Data live outside the study directory (Ratchet wipes untracked files from its
 worktrees), in ``$RATCHET_DATA_DIR`` or ``~/.cache/ratchet/nanogpt``::
@@ -22,9 +23,13 @@ worktrees), in ``$RATCHET_DATA_DIR`` or ``~/.cache/ratchet/nanogpt``::
     <cache>/manifest.json      corpus name and the sha256 of both splits
     <cache>/downloads/         shards fetched by --url / --corpus
 
-The evaluate phase loads a ``torch.export`` program (never train.py), checks
-that it only uses plain tensor operations, probes it for causality, and
-computes the cross-entropy itself from the logits. Exit codes: 0 scored,
+The evaluate phase runs sealed (a fresh directory with this file, data/ and
+the declared input model.pt2; never the candidate's worktree). It loads a
+``torch.export`` program (never train.py), checks that it only uses plain
+tensor operations, probes it for causality, computes the cross-entropy
+itself from the logits, and reports the metric with
+``ratchet.evaluation.report``, so nothing printed while the candidate's
+program runs can stand in for it. Exit codes: 0 scored,
 1 error (missing data or file, changed corpus), 3 model rejected; a rejection
 prints one line starting with ``rejected:`` naming the reason (``causal``,
 ``shape``, ``non-finite``, ``operation``).
@@ -519,10 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if not args.model.exists():
             raise DataError(f"no model at {args.model}: the run phase must call export_model")
+        from ratchet.evaluation import report  # the metric on Ratchet's private channel
+
         started = time.time()
         bpb = evaluate(args.model)
-        print(f"eval_tokens: {EVAL_TOKENS}\neval_seconds: {time.time() - started:.2f}")
-        print(f"val_bpb: {bpb:.6f}")
+        report(val_bpb=bpb, eval_tokens=EVAL_TOKENS, eval_seconds=time.time() - started)
         return 0
     except Rejected as exc:
         print(f"rejected: {exc}", file=sys.stderr)

@@ -75,8 +75,9 @@ class Candidate:
             raise _remote_error(ready["error"], f"loading {source.name}")
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
+        """``candidate.f``: a function that calls ``f`` in the worker (public names only)."""
+        if name.startswith("_"):
+            raise AttributeError(f"{name}: only the candidate's public functions can be called")
 
         def call(*args: Any, **kwargs: Any) -> Any:
             return self._call(name, args, kwargs)

@@ -8,7 +8,7 @@ library only, and nothing of Ratchet's: this process runs candidate code,
 and the evaluator trusts none of what it says beyond the JSON it returns.
 """
 
-import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -32,13 +32,30 @@ def _error(exc: BaseException) -> dict:
     return {"type": type(exc).__name__, "message": str(exc), "detail": "".join(lines)[-2000:]}
 
 
+def _load(directory: str, name: str) -> object:
+    """Exactly the copied file (or package), even when its name is a standard module's."""
+    path = os.path.join(directory, name)
+    if os.path.isdir(path):
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(path, "__init__.py"), submodule_search_locations=[path]
+        )
+    else:
+        spec = importlib.util.spec_from_file_location(name, path + ".py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     directory, module_name, reply = sys.argv[1], sys.argv[2], int(sys.argv[3])
     os.set_inheritable(reply, False)  # nothing the candidate starts gets the reply pipe
     sys.argv = [module_name]
     sys.path.insert(0, directory)
     try:
-        module = importlib.import_module(module_name)
+        module = _load(directory, module_name)
     except BaseException as exc:  # SystemExit too: a module that exits on import failed to load
         _send(reply, {"id": None, "error": _error(exc)})
         return

@@ -27,18 +27,20 @@ worker that died as ``CandidateDied``. JSON turns tuples into lists; an
 argument JSON cannot carry is refused before anything is sent.
 
 ``report(name=value, ...)`` hands the metric (and any extras) to Ratchet on
-a channel only the evaluator holds: a pipe whose number Ratchet passes in
-``RATCHET_REPORT_FD``. On import this module takes that descriptor out of
-the environment and marks it close-on-exec, so no process the evaluator
-starts inherits it, and writes a hello record carrying a random key that
-every later record repeats; a record without the key (a candidate that
-found the pipe through ``/proc``) makes the sample a crash. From the hello
-on, Ratchet ignores metric lines on the phase's output: the reported value
-is the metric, whatever the candidate prints. Before the first worker
-starts, the evaluator makes itself non-dumpable, so a candidate running as
-the same user can neither open its descriptors through ``/proc`` nor read
-its memory (a process with ``CAP_SYS_PTRACE``, e.g. root at sandbox level
-``process``, still can).
+a channel only the evaluator holds: a datagram socket whose number Ratchet
+passes in ``RATCHET_REPORT_FD``. On import this module takes that
+descriptor out of the environment and marks it close-on-exec, so no process
+the evaluator starts inherits it, and sends a hello. The kernel stamps
+every record with its sender's pid, and Ratchet accepts reports from the
+process that said hello only: a record from any other process (a candidate
+that got hold of the socket) makes the sample a crash. A socket cannot be
+reopened through ``/proc``, and before the first worker starts the
+evaluator makes itself non-dumpable, so a candidate running as the same
+user can neither take its descriptors nor read its memory (a process with
+``CAP_SYS_PTRACE``/``CAP_SYS_ADMIN``, e.g. root at sandbox level
+``process``, still can). From the hello on, Ratchet ignores metric lines on
+the phase's output: the reported value is the metric, whatever the
+candidate prints.
 
 Outside Ratchet (no ``RATCHET_REPORT_FD``), ``report`` prints ``name: value``
 lines, so ``python evaluate.py`` by hand shows its result.
@@ -70,7 +72,7 @@ __all__ = [
 REPORT_FD_ENV = "RATCHET_REPORT_FD"
 _NAME_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _NAME_REST = _NAME_FIRST | frozenset("0123456789.-/")
-_RECORD_MAX = 4000  # below PIPE_BUF: a record is written atomically, never interleaved
+_RECORD_MAX = 4000  # one datagram per record, well under the socket's buffer
 
 
 class CandidateError(Exception):
@@ -93,19 +95,18 @@ class CandidateDied(CandidateError):
 # --- the report channel ------------------------------------------------------------------
 
 
-def _claim_channel() -> tuple[int | None, str]:
-    """Take the report pipe out of the environment, unshareable; say hello on it."""
+def _claim_channel() -> int | None:
+    """Take the report socket out of the environment, unshareable; say hello on it."""
     raw = os.environ.pop(REPORT_FD_ENV, None)
-    key = os.urandom(16).hex()
     if raw is None or not raw.isdigit():
-        return None, key
+        return None
     fd = int(raw)
     try:
         os.set_inheritable(fd, False)
-        _write_record(fd, {"hello": key, "pid": os.getpid()})
+        _write_record(fd, {"hello": 1})
     except OSError:
-        return None, key
-    return fd, key
+        return None
+    return fd
 
 
 def _write_record(fd: int, record: dict) -> None:
@@ -114,11 +115,11 @@ def _write_record(fd: int, record: dict) -> None:
         raise ValueError(f"report too large ({len(data)} bytes): report fewer values per call")
     try:
         os.write(fd, data)
-    except BlockingIOError:  # Ratchet made the pipe non-blocking: a full pipe never hangs us
-        raise RuntimeError("report(): more than 64 KB of reports; report each value once") from None
+    except BlockingIOError:  # Ratchet made the socket non-blocking: a full one never hangs us
+        raise RuntimeError("report(): too many reports at once; report each value once") from None
 
 
-_CHANNEL, _KEY = _claim_channel()
+_CHANNEL = _claim_channel()
 
 
 def report(**values: float) -> None:
@@ -141,7 +142,7 @@ def report(**values: float) -> None:
         for name, value in clean.items():
             print(f"{name}: {value!r}" if math.isfinite(value) else f"{name}: {value}")
         return
-    _write_record(_CHANNEL, {"key": _KEY, "report": clean})
+    _write_record(_CHANNEL, {"report": clean})
 
 
 def load_candidate(path: str | os.PathLike[str], *, timeout: float = 60.0) -> Candidate:

@@ -196,25 +196,19 @@ import atexit
 atexit.register(_forge)
 _forge()
 """
-# The channel through /proc: the evaluator's descriptors (non-dumpable: out of reach unless
-# the candidate has CAP_SYS_PTRACE) and those of the shell above it (reachable).
+# The channel through /proc, where the evaluator and the shell above it hold it: a socket
+# cannot be reopened there (and the evaluator is non-dumpable, its descriptors out of reach).
 THROUGH_PROC = """
 import json, os
-FORGED = json.dumps({"key": "guess", "report": {"score": 0.001}}) + "\\n"
+FORGED = json.dumps({"report": {"score": 0.001}}).encode()
 def _ancestors():
     pid = os.getppid()
     while pid > 1:
         yield pid
         with open(f"/proc/{pid}/stat") as stat:
             pid = int(stat.read().rsplit(")", 1)[1].split()[1])
-wrote = 0
+found = wrote = 0
 for pid in _ancestors():
-    try:
-        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
-    except OSError:
-        continue
-    if b"evaluate.py" not in cmdline:
-        continue
     try:
         names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
@@ -222,14 +216,19 @@ for pid in _ancestors():
     for name in names:
         path = f"/proc/{pid}/fd/{name}"
         try:
-            if os.readlink(path).startswith("pipe:"):
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                os.write(fd, FORGED.encode())
-                os.close(fd)
-                wrote += 1
+            if not os.readlink(path).startswith("socket:"):
+                continue
         except OSError:
-            pass
-print("forged through /proc:", wrote, flush=True)
+            continue
+        found += 1
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, FORGED)
+            os.close(fd)
+            wrote += 1
+        except OSError as exc:
+            print("refused:", exc, flush=True)
+print("sockets found:", found, "forged through /proc:", wrote, flush=True)
 """
 
 
@@ -269,16 +268,11 @@ def test_the_report_channel_is_not_inherited_by_the_candidate(harnessed: Hostile
     assert "forged writes: 1" not in log
 
 
-def test_a_report_forged_through_proc_voids_the_sample(harnessed: Hostile) -> None:
+def test_the_report_channel_cannot_be_reopened_through_proc(harnessed: Hostile) -> None:
     row = harnessed.row("write a report through /proc")
     log = harnessed.log_text(row["description"], "evaluate")
-    assert row["metric"] != 0.001 and row["status"] in ("crash", "discard"), row
-    assert "forged through /proc: 0" not in log  # the shell above the evaluator holds a copy
-    assert row["status"] == "crash", row
-    # the record lacks the evaluator's key; as root at level process the attack also
-    # reaches the evaluator's own pipes and breaks the harness's reply stream
-    voided = ("did not come from the evaluator", "answered out of turn")
-    assert any(why in row["reason"] for why in voided), row["reason"]
+    assert "forged through /proc: 0" in log, log
+    assert (row["status"], row["metric"]) == ("discard", 5.0), row
 
 
 def test_the_loop_went_on_after_the_harness_attacks(harnessed: Hostile) -> None:

@@ -43,7 +43,7 @@ from ..study import Study
 from .environment import experiment_env
 from .runner import RunResult, RunSpec, run_command
 from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint
-from .sealed import Reported, Sealed, SealProblem, drain, read_reports, sealed_dir, sealed_env
+from .sealed import Reported, Sealed, SealProblem, read_reports, receive, sealed_dir, sealed_env
 
 __all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
 
@@ -239,7 +239,7 @@ class Executor:
             pass_fds=(sealed.report_w,) if sealed else (),
         )
         result = run_command(spec, on_line)
-        reported = read_reports(drain(sealed.report_r)) if sealed else None
+        reported = read_reports(receive(sealed.report_r)) if sealed else None
         return PhaseOutcome(name, result, parser.result(), reported)
 
     def _sandbox(self, name: str, candidate: Candidate, sealed: Sealed | None) -> Sandbox:
