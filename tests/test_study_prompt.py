@@ -111,3 +111,22 @@ def test_the_offline_model_scores_the_baseline_prompt(
     assert baseline["status"] == "baseline"
     assert 0.6 < baseline["metric"] <= 1
     assert 0 < baseline["extras"]["positive_rate"] < 1
+
+
+@pytest.mark.parametrize(
+    ("sequences", "shared"),
+    [
+        ([[1, 2, 3], [1, 2, 4], [1, 2, 3, 5]], 2),
+        ([[1, 2], [1, 2, 3]], 1),  # the shorter one keeps its last token
+        ([[5], [5]], 0),
+        ([[1, 2, 3], [9, 2, 3]], 0),
+    ],
+)
+def test_the_shared_prefix_leaves_each_prompt_a_token(
+    sequences: list[list[int]], shared: int
+) -> None:
+    spec = importlib.util.spec_from_file_location("prompt_evaluate", STUDY / "evaluate.py")
+    assert spec is not None and spec.loader is not None
+    evaluator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evaluator)
+    assert evaluator.shared_prefix(sequences) == shared

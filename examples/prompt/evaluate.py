@@ -114,13 +114,15 @@ def local_classifier() -> Callable[[list[str]], list[int]]:
     log-probabilities as a full pass (difference 0.0), 2.6x faster.
     """
     import torch
-    from smollm import ModelMissing, load
+    from smollm import ModelMissing, cache_dir, load
 
     torch.set_num_threads(THREADS)
     try:
         model, tokenizer = load()
     except ModelMissing as exc:
         fail(str(exc))
+    except OSError as exc:  # e.g. a read-only home under the bwrap sandbox
+        fail(f"cannot build the model cache in {cache_dir()} ({exc}); run `python prepare.py`")
     label_ids = label_token_ids(tokenizer)
 
     def last_logprobs(tails: list[list[int]], prefix: object, shared: int) -> torch.Tensor:
