@@ -463,3 +463,22 @@ def test_bwrap_evaluate_phase_sees_neither_the_worktree_nor_the_repository(
     evaluate = m.phases[-1].result.tail
     # bind mount points leave empty directories on the way; no file of either is there
     assert evaluate.count(" 0 files") == 3, evaluate
+
+
+@needs_bwrap
+def test_bwrap_keeps_ratchets_own_package_readable_inside_a_hidden_repository(
+    tmp_path: Path,
+) -> None:
+    from ratchet.execute.sandbox import for_phase
+    from ratchet.study import RunPhase
+
+    package = Path(ratchet_package.__file__).resolve().parent
+    # a study inside the checkout that holds Ratchet's source (an editable install)
+    box = for_phase(
+        RunPhase(command="x", budget=1, sandbox="bwrap"),
+        study_root=package,
+        study_dir=tmp_path,
+        sealed_from=tmp_path,
+    )
+    hidden = [p for p in box.concealed if package.is_relative_to(p)]
+    assert hidden == [] or package in box.readonly, (box.concealed, box.readonly)

@@ -296,8 +296,14 @@ def _common_dir(dotgit: Path) -> Path | None:
 
 
 def _environment_dirs() -> list[Path]:
-    """Where ``python`` in a study command comes from: Ratchet's own interpreter and venv."""
-    return _dedupe(_real(Path(p)) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix))
+    """Where ``python`` in a study command comes from: Ratchet's own interpreter and venv.
+
+    And Ratchet's own package, which an editable install keeps in its source
+    checkout: a sealed evaluator imports ``ratchet.evaluation`` from there.
+    """
+    package = Path(__file__).resolve().parents[1]
+    roots = (sys.prefix, sys.exec_prefix, sys.base_prefix, package)
+    return _dedupe(_real(Path(p)) for p in roots)
 
 
 def _gpu_devices() -> list[str]:
