@@ -46,7 +46,7 @@ from .console import ConsoleObserver, format_metric
 
 __all__ = ["register"]
 
-TEMPLATES = ("sine", "nanogpt", "blank")
+TEMPLATES = ("sine", "nanogpt", "blank", "sort", "prompt", "circle_packing")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
