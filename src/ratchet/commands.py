@@ -32,6 +32,7 @@ from .models import Experiment
 from .proposers import make_proposer
 from .study import CONFIG_NAME, Study, load_study
 from .trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
+from .ui import command as ui
 from .workspace import STATE_DIR, check_tag, lock_holder, open_ledger
 
 __all__ = ["register"]
@@ -88,6 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _dir_tag(p, default=None)
     p.add_argument("--out", type=Path, help=f"output directory (default DIR/{STATE_DIR})")
     p.set_defaults(func=cmd_report)
+
+    ui.register(sub)
 
     p = sub.add_parser("doctor", help="what is installed, reachable, misconfigured")
     p.add_argument("dir", nargs="?", default=".")
