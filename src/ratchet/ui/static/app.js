@@ -224,7 +224,7 @@ function drawLabels(u, c) {
     if (k !== "kept" || i < x0 || i > x1) return;
     const px = u.valToPos(i, "x", true);
     const py = u.valToPos(c.metric[i], "y", true);
-    if (px - lastX < 14 * devicePixelRatio || py < u.bbox.top || py > u.bbox.top + u.bbox.height) return;
+    if (px - lastX < 40 * devicePixelRatio || py < u.bbox.top || py > u.bbox.top + u.bbox.height) return;
     lastX = px;
     ctx.save();
     ctx.translate(px + 5 * devicePixelRatio, py - 5 * devicePixelRatio);
@@ -306,7 +306,9 @@ async function Table() {
   };
   main.querySelector(".head").onclick = (ev) => {
     const k = ev.target.dataset.key; if (!k) return;
-    state.asc = state.sort === k ? !state.asc : k === "id"; state.sort = k; apply();
+    // a second click reverses; the metric starts best first, everything else ascending
+    state.asc = state.sort === k ? !state.asc : k !== "metric" || S.goal === "minimize";
+    state.sort = k; apply();
   };
   body.onscroll = () => requestAnimationFrame(render);
   rowsEl.onclick = (ev) => { const row = ev.target.closest(".row"); if (row) navigate(`/experiments/${row.dataset.id}`); };
