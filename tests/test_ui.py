@@ -15,8 +15,9 @@ import pytest
 from conftest import ratchet
 from ui_helpers import Served, build_study, get, proposals, serve
 
+from ratchet.models import Experiment
 from ratchet.study import load_study
-from ratchet.ui.data import StudyData
+from ratchet.ui.data import StudyData, chart, overview
 
 SCORES = [4.0, 4.5, None, 3.0, 3.5]  # ids 2..6: keep, discard, crash, keep, discard
 
@@ -223,3 +224,42 @@ def test_pages_are_served_with_vendored_assets_only(served: Served) -> None:
         assert b"http://" not in body and b"https://" not in body  # no CDN
     status, body = get(served, "/static/vendor/uplot-1.6.32/uPlot.iife.min.js")
     assert status == 200 and b"uPlot" in body
+
+
+def exp(n: int, status: str, metric: float | None) -> Experiment:
+    """A finished (or running) experiment started at n minutes that took 30 s."""
+    return Experiment(id=n, tag="t", parent=None, commit=f"c{n}", status=status, metric=metric,
+                      created_at=float(n * 60), duration_s=30.0)  # fmt: skip
+
+
+def test_chart_marks_off_scale_pruned_and_failed_points() -> None:
+    rows = [exp(1, "baseline", 1.0), exp(2, "discard", 1.02), exp(3, "discard", 50.0),
+            exp(4, "pruned", None), exp(5, "crash", None), exp(6, "keep", 0.9),
+            exp(7, "remeasure", 0.91), exp(8, "running", None)]  # fmt: skip
+    c = chart(rows, "minimize")
+    assert c["kind"] == ["kept", "other", "off", "pruned", "failed", "kept", "remeasure", "running"]
+    assert c["best"] == [1.0, 1.0, 1.0, 1.0, 1.0, 0.9, 0.9, 0.9]
+    lo, hi = c["range"]
+    assert lo < 0.9 and 1.0 < hi < 50.0  # framed by the frontier, as progress.png is
+    assert chart(rows, "maximize")["best"][5] == 1.0  # a lower keep is not the best there
+
+
+def test_experiments_per_hour_counts_finished_ones_over_wall_time(study: Path) -> None:
+    rows = [exp(1, "baseline", 1.0), exp(2, "discard", 1.1), exp(3, "keep", 0.9)]
+    # the first started at 60 s, the last ended at 180 + 30 s: 3 experiments in 150 s
+    figures = overview(load_study(study), rows, now=1e9)
+    assert figures["per_hour"] == pytest.approx(3 / (150 / 3600))
+    running = [*rows, exp(4, "running", None)]  # while one runs, the clock runs to now
+    assert overview(load_study(study), running, now=60 + 3600)["per_hour"] == pytest.approx(3.0)
+
+
+def test_an_empty_study_serves_empty_pages(tmp_path: Path) -> None:
+    from conftest import FAST_TOML, make_repo
+
+    files = {"ratchet.toml": FAST_TOML, "program.md": "x\n", "value.txt": "score: 1\n"}
+    study = make_repo(tmp_path / "new", {**files, "check.sh": "echo\n"})
+    with serve(study) as server:
+        assert api(server, "/api/tags")["tags"] == []
+        assert api(server, "/api/overview")["total"] == 0
+        assert api(server, "/api/experiments") == []
+        assert api(server, "/api/chart")["id"] == []

@@ -176,3 +176,46 @@ def _wait_for_outcome(study: Path, exp_id: int) -> float:
             return time.time() - row[0]
         time.sleep(0.02)
     raise AssertionError(f"experiment {exp_id} never finished")
+
+
+SLOW = """\
+import json, time
+for step in range(1, 7):
+    print(json.dumps({"progress": step / 6, "score": 7 - step}), flush=True)
+    print(f"step {step} of 6", flush=True)
+    time.sleep(0.4)
+print("score: 1")
+"""
+
+
+def test_live_page_shows_a_running_experiment_with_its_log_tail(
+    tmp_path: Path, page: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import FAST_TOML, make_repo
+
+    toml = FAST_TOML.replace('"cat value.txt"', '"python -u slow.py"').replace(
+        'editable = ["value.txt"]', 'editable = ["slow.py"]'
+    )
+    study = make_repo(
+        tmp_path / "slow",
+        {"ratchet.toml": toml, "program.md": "x\n", "slow.py": SLOW, "check.sh": "echo\n"},
+    )
+    with serve(study) as server:
+        page.goto(server.url + "/live")  # type: ignore[attr-defined]
+        page.wait_for_selector("#recent")  # type: ignore[attr-defined]
+        run = subprocess.Popen(
+            [sys.executable, "-m", "ratchet", "run", str(study), "--proposer", "mutate",
+             "--max-experiments", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            card = page.locator('#running [data-id="1"]')  # type: ignore[attr-defined]
+            card.locator(".log", has_text="step 2 of 6").wait_for(timeout=15_000)
+            assert "% of the budget" in card.inner_text()
+            bar = card.locator(".progress span").get_attribute("style")
+            assert bar and "width:0%" not in bar.replace(" ", "")
+            # when it finishes it leaves the running list and tops the finished one
+            page.locator("#recent tr", has_text="baseline").wait_for(timeout=15_000)
+            assert page.locator('#running [data-id="1"]').count() == 0  # type: ignore[attr-defined]
+        finally:
+            assert run.wait(timeout=60) == 0

@@ -353,7 +353,8 @@ def chart(experiments: list[Experiment], goal: str) -> dict[str, Any]:
     ``kind`` per point: ``kept`` (baseline and keeps: green, labelled), ``other``
     (measured but not kept: grey), ``off`` (measured, outside the frontier's
     range: pinned to the edge), ``failed`` (no metric: a red cross at the
-    bottom), ``pruned`` (stopped early, marked whether or not it has a metric).
+    bottom), ``pruned`` (stopped early, marked whether or not it has a metric),
+    ``remeasure`` and ``running`` (not drawn; hover still names them).
     """
     frontier = _frontier(experiments)
     values = [float(e.metric) for e in frontier]
@@ -386,6 +387,8 @@ def chart(experiments: list[Experiment], goal: str) -> dict[str, Any]:
 def _kind(e: Experiment, lo: float | None, hi: float | None) -> str:
     if e.status == "pruned":
         return "pruned"
+    if e.status == "running":
+        return "running"  # not a failure yet: no point until it has an outcome
     if e.status == "remeasure":
         return "remeasure"  # the incumbent measured again: not a point of its own
     if e.metric is None or not math.isfinite(e.metric):
