@@ -117,6 +117,7 @@ def test_chart_hover_names_the_experiment(served: Served, page: object) -> None:
 
 def test_kept_experiments_diff_shows_the_changed_line(served: Served, page: object) -> None:
     page.goto(served.url + "/experiments/5")  # type: ignore[attr-defined]
+    page.wait_for_selector("#diff")  # type: ignore[attr-defined]
     added = page.locator("#diff .add").all_inner_texts()  # type: ignore[attr-defined]
     removed = page.locator("#diff .del").all_inner_texts()  # type: ignore[attr-defined]
     assert "+score: 3.0" in added and "-score: 4.0" in removed
