@@ -95,9 +95,15 @@ async function Overview() {
   const draw = async () => {
     const [o, c] = await Promise.all([api(`/api/overview${tagQuery()}`), api(`/api/chart${tagQuery()}`)]);
     if (S.page !== "overview") return;
+    const old = S.plots[0];
+    const zoom = old && old.zoomed ? { x: [old.scales.x.min, old.scales.x.max], y: [old.scales.y.min, old.scales.y.max] } : null;
     main.innerHTML = overviewHtml(o);
     destroyPlots();
-    progressChart($("#chart"), c);
+    const plot = progressChart($("#chart"), c);
+    if (plot && zoom) {  // a live update keeps the user's zoom
+      plot.zoomed = true;
+      plot.batch(() => { plot.setScale("x", { min: zoom.x[0], max: zoom.x[1] }); plot.setScale("y", { min: zoom.y[0], max: zoom.y[1] }); });
+    }
   };
   await draw();
   S.onLedger = debounce(draw, 150);
@@ -146,7 +152,7 @@ function overviewHtml(o) {
 // --- the progress chart (progress.png's semantics) ------------------------------------
 function progressChart(el, c) {
   const n = c.id.length;
-  if (!n) { el.innerHTML = `<div class="empty">no experiments yet</div>`; return; }
+  if (!n) { el.innerHTML = `<div class="empty">no experiments yet</div>`; return null; }
   const [lo0, hi0] = c.range;
   const measured = c.metric.filter((v) => v !== null);
   const lo = lo0 ?? (measured.length ? Math.min(...measured) : 0);
@@ -167,12 +173,12 @@ function progressChart(el, c) {
   ];
   const pts = (fill, stroke, size) => ({ show: true, size, fill, stroke, width: 1 });
   const tip = $("#tip");
-  let zoomed = false;  // the frontier's range until the user zooms (as progress.png frames it)
-  el.addEventListener("dblclick", () => { zoomed = false; }, true);
-  el.addEventListener("mousedown", () => { zoomed = true; }, true);
+  let plot = null;  // plot.zoomed: the user zoomed; until then the frontier frames it, as in progress.png
+  el.addEventListener("dblclick", () => { plot.zoomed = false; }, true);
+  el.addEventListener("mousedown", () => { plot.zoomed = true; }, true);
   const opts = {
     width: el.clientWidth || 1000, height: 380,
-    scales: { x: { time: false }, y: { distr: c.log ? 3 : 1, range: (u, a, b) => (zoomed ? [a, b] : [lo, hi]) } },
+    scales: { x: { time: false }, y: { distr: c.log ? 3 : 1, range: (u, a, b) => (u.zoomed ? [a, b] : [lo, hi]) } },
     cursor: { drag: { x: true, y: true, uni: 20 }, points: { size: 8 } },
     legend: { show: false },
     axes: [{ label: "experiment #", stroke: "#6b7385", grid: { stroke: "#eef0f3" } },
@@ -201,15 +207,20 @@ function progressChart(el, c) {
       }],
     },
   };
-  const plot = new uPlot(opts, data, el);
+  plot = new uPlot(opts, data, el);
   plot.over.addEventListener("mouseleave", () => { tip.hidden = true; });
+  let opening = null;  // a click opens the point, unless it was the first half of a double-click
   plot.over.addEventListener("click", () => {
     const i = plot.cursor.idx;
-    if (i !== null && i !== undefined && !plot.select.width) navigate(`/experiments/${c.id[i]}`);
+    if (i === null || i === undefined || plot.select.width) return;
+    clearTimeout(opening);
+    opening = setTimeout(() => navigate(`/experiments/${c.id[i]}`), 300);
   });
+  plot.over.addEventListener("dblclick", () => clearTimeout(opening));
   S.plots.push(plot);
   const resize = () => plot.setSize({ width: el.clientWidth, height: 380 });
   window.addEventListener("resize", resize, { once: true });
+  return plot;
 }
 function drawLabels(u, c) {
   const ctx = u.ctx;
