@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("ui", help="live dashboard in the browser (127.0.0.1 by default)")
     p.add_argument("dir", nargs="?", default=".", help="study directory (default: .)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-    p.add_argument("--host", default=DEFAULT_HOST, help="any other address requires a token")
+    p.add_argument("--host", default=DEFAULT_HOST, help="any but 127.0.0.1 needs the token")
     p.add_argument("--tag", help="tag shown first (default: the latest)")
     p.set_defaults(func=cmd_ui)
 

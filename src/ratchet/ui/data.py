@@ -55,6 +55,7 @@ TABLE_FIELDS = (
 TAIL_BYTES = 16_000  # of each log shown first (the end is what explains a failure)
 FULL_LOG_BYTES = 2_000_000  # the most of one log served at once
 CURVE_BYTES = 8_000_000  # of a run log parsed for its progress curve
+LIVE_BYTES = 64_000  # of a running log read every second for its latest progress line
 FAILED = ("crash", "timeout", "pruned")  # as in `ratchet status`
 
 
@@ -99,6 +100,10 @@ class StudyData:
                 ids = [r[0] for r in db.execute("SELECT id FROM experiments ORDER BY id")]
                 todo = [i for i in ids if i not in self._finished]
                 fresh = self._load(db, todo[0]) if todo else {}
+            except sqlite3.OperationalError as exc:  # created by `ratchet run` a moment ago
+                if "no such table" not in str(exc):
+                    raise
+                return []
             finally:
                 db.execute("COMMIT")
         return [self._finished.get(i) or fresh[i] for i in ids]
@@ -124,10 +129,15 @@ class StudyData:
             db = self._connect()
             if db is None:
                 return (0, 0, 0)
-            row = db.execute(
-                "SELECT (SELECT COALESCE(MAX(id), 0) FROM experiments),"
-                " (SELECT COUNT(*) FROM outcomes), (SELECT COALESCE(MAX(id), 0) FROM samples)"
-            ).fetchone()
+            try:
+                row = db.execute(
+                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM experiments),"
+                    " (SELECT COUNT(*) FROM outcomes), (SELECT COALESCE(MAX(id), 0) FROM samples)"
+                ).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                return (0, 0, 0)
         return tuple(int(x) for x in row)
 
     def tags(self) -> list[str]:
@@ -231,11 +241,12 @@ class StudyData:
 
         return {"key": key, "candidate": points(mine), "incumbent": points(theirs)}
 
-    def _progress(self, exp_id: int) -> list[Any]:
+    def _progress(self, exp_id: int, limit: int = CURVE_BYTES) -> list[Any]:
+        """The progress lines of the run log's last ``limit`` bytes."""
         path = self.log_dir(exp_id) / "run.log"
         if not path.is_file():
             return []
-        return parse_output(_tail(path, CURVE_BYTES)["text"], self.study.metric.name).progress
+        return parse_output(_tail(path, limit)["text"], self.study.metric.name).progress
 
     # -- live --
 
@@ -246,7 +257,7 @@ class StudyData:
         for e in self.of_tag(tag):
             if e.status != "running":
                 continue
-            progress = self._progress(e.id)
+            progress = self._progress(e.id, LIVE_BYTES)
             logs = self.logs(e.id, tail=4_000)
             for log in logs:
                 log["text"] = "\n".join(log["text"].splitlines()[-tail_lines:])
