@@ -15,6 +15,7 @@ import pytest
 from conftest import ratchet
 from ui_helpers import Served, build_study, get, proposals, serve
 
+from ratchet.ledger import Ledger
 from ratchet.models import Experiment
 from ratchet.study import load_study
 from ratchet.ui.data import StudyData, chart, overview
@@ -263,3 +264,21 @@ def test_an_empty_study_serves_empty_pages(tmp_path: Path) -> None:
         assert api(server, "/api/overview")["total"] == 0
         assert api(server, "/api/experiments") == []
         assert api(server, "/api/chart")["id"] == []
+
+
+def test_a_ledger_moved_aside_is_noticed(study: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy, ignore=shutil.ignore_patterns("worktrees"))
+    data = StudyData(load_study(copy))
+    assert len(data.experiments()) >= 8
+    ledger = copy / ".ratchet" / "ledger.sqlite"
+    ledger.rename(ledger.with_suffix(".old"))
+    assert data.experiments() == []
+    fresh = Ledger(ledger)
+    fresh.finish(fresh.start(tag="new", parent=None, commit=None, description="x"),
+                 status="rejected", metric=None)  # fmt: skip
+    fresh.close()
+    assert [(e.tag, e.status) for e in data.experiments()] == [("new", "rejected")]
+    data.close()

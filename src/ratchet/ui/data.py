@@ -71,16 +71,30 @@ class StudyData:
         self._finished: dict[int, Experiment] = {}
         self._json: dict[tuple[int, bool], bytes] = {}
         self._repo: Repo | None = None
+        self._inode: tuple[int, int] | None = None
 
     # -- the ledger, read-only --
 
     def _connect(self) -> sqlite3.Connection | None:
-        """The read-only connection, opened once the ledger exists (a study may not have run)."""
-        if self._db is None and self.path.is_file():
+        """The read-only connection, opened once the ledger exists (a study may not have run).
+
+        A ledger moved aside or deleted (and perhaps made anew by the next
+        ``ratchet run``) is noticed by its inode, and the old one forgotten.
+        """
+        try:
+            stat = self.path.stat()
+            inode: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except OSError:
+            inode = None
+        if self._db is not None and inode != self._inode:
+            self._db.close()
+            self._db, self._finished, self._json = None, {}, {}
+        if self._db is None and inode is not None:
             uri = f"file:{quote(str(self.path))}?mode=ro"
             self._db = sqlite3.connect(
                 uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5
             )
+            self._inode = inode
         return self._db
 
     def close(self) -> None:

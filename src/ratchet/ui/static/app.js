@@ -46,8 +46,7 @@ async function boot() {
   S.tags = info.tags; S.tag = info.default; S.metric = info.metric; S.goal = info.goal;
   $("#study").textContent = `${info.study} · ${info.metric} (${info.goal})`;
   const select = $("#tag");
-  select.innerHTML = (S.tags.length ? S.tags : ["—"]).map((t) =>
-    `<option ${t === S.tag ? "selected" : ""}>${esc(t)}</option>`).join("");
+  fillTags();
   select.onchange = () => { S.tag = select.value; navigate(location.pathname); };
   document.addEventListener("click", (ev) => {
     const a = ev.target.closest("a[href^='/']");
@@ -59,6 +58,17 @@ async function boot() {
   connect();
   route();
 }
+function fillTags() {
+  $("#tag").innerHTML = (S.tags.length ? S.tags : ["—"]).map((t) =>
+    `<option ${t === S.tag ? "selected" : ""}>${esc(t)}</option>`).join("");
+}
+const refreshTags = debounce(async () => {  // a run may start a new tag while the page is open
+  const info = await api("/api/tags");
+  if (info.tags.join("\n") === S.tags.join("\n")) return;
+  S.tags = info.tags;
+  if (!S.tag) S.tag = info.default;
+  fillTags();
+}, 300);
 function navigate(path) { history.pushState(null, "", link(path)); route(); }
 function connect() {
   const source = new EventSource("/api/events");
@@ -66,6 +76,7 @@ function connect() {
   source.onopen = () => conn.classList.add("ok");
   source.onerror = () => conn.classList.remove("ok");
   source.addEventListener("ledger", () => {
+    refreshTags();
     if (S.onLedger) S.onLedger();
   });
   source.addEventListener("live", (ev) => { if (S.onLive) S.onLive(JSON.parse(ev.data)); });
