@@ -123,6 +123,7 @@ def test_logs_are_served_only_from_the_experiments_log_folder(served: Served) ->
     for path in ("/api/experiments/5/logs/../../ledger.sqlite",
                  "/api/experiments/5/logs/..%2F..%2Fledger.sqlite",
                  "/api/experiments/5/logs/%2Fetc%2Fpasswd",
+                 "/static/..%2Fdata.py", "/static/../app.py",
                  "/api/experiments/999/logs/run.log"):  # fmt: skip
         assert get(served, path)[0] == 404, path
     assert get(served, "/api/experiments/999")[0] == 404

@@ -157,17 +157,17 @@ async def _events(data: StudyData, tag: str | None) -> AsyncIterator[str]:
     """``ledger`` whenever a row, sample or outcome is added; ``live`` tails while running."""
     yield "retry: 1000\n\n"
     last: tuple[int, ...] | None = None
-    waited = LIVE_S
+    running: list[dict[str, Any]] = []
+    waited = 0.0
     while True:
         version = await anyio.to_thread.run_sync(data.version)
         changed = version != last
         if changed:
             last = version
             yield f"event: ledger\ndata: {dumps({'version': list(version)}).decode()}\n\n"
-        if changed or waited >= LIVE_S:
+        if changed or (running and waited >= LIVE_S):  # idle: one tiny query per poll
             running = await anyio.to_thread.run_sync(lambda: data.running(tag))
-            if running or changed:
-                yield f"event: live\ndata: {dumps({'running': running}).decode()}\n\n"
+            yield f"event: live\ndata: {dumps({'running': running}).decode()}\n\n"
             waited = 0.0
         await anyio.sleep(POLL_S)
         waited += POLL_S
