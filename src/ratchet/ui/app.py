@@ -132,6 +132,9 @@ def create_app(study: Study, *, tag: str | None = None, token: str | None = None
     ]
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Decode and serialize the finished rows once before serving: the first page load
+        # then costs what every later one does (a long study's ledger takes a moment here).
+        await anyio.to_thread.run_sync(lambda: data.rows_json(None, full=False))
         yield
         data.close()
 
