@@ -283,3 +283,10 @@ def test_a_ledger_moved_aside_is_noticed(study: Path, tmp_path: Path) -> None:
     fresh.close()
     assert [(e.tag, e.status) for e in data.experiments()] == [("new", "rejected")]
     data.close()
+
+
+def test_a_missing_commit_gives_a_note_instead_of_a_diff(study: Path) -> None:
+    data = StudyData(load_study(study))
+    gone = Experiment(id=99, tag="t", parent="1" * 40, commit="2" * 40, status="keep")
+    assert data.diff(gone).startswith("(no diff: ")
+    data.close()

@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..commands import _budget_lines, _row, _usage_line
+from ..errors import GitError
 from ..gitrepo import Repo
 from ..ledger import _EXPERIMENT_SQL, _SAMPLE_SQL, _experiment
 from ..memory import _parents, lesson
@@ -180,9 +181,6 @@ class StudyData:
             parts.append(cached)
         return b"[" + b",".join(parts) + b"]"
 
-    def find(self, exp_id: int) -> Experiment | None:
-        return next((e for e in self.experiments() if e.id == exp_id), None)
-
     # -- one experiment --
 
     def detail(self, exp_id: int) -> dict[str, Any] | None:
@@ -210,9 +208,12 @@ class StudyData:
         """The change against the parent commit, through the git wrapper ("" without code)."""
         if not exp.commit or not exp.parent:
             return ""
-        if self._repo is None:
-            self._repo = Repo.discover(self.study.root)
-        return self._repo.diff(exp.parent, exp.commit)
+        try:
+            if self._repo is None:
+                self._repo = Repo.discover(self.study.root)
+            return self._repo.diff(exp.parent, exp.commit)
+        except GitError as exc:  # e.g. the commits were garbage-collected: say so, serve the rest
+            return f"(no diff: {exc})"
 
     def log_dir(self, exp_id: int) -> Path:
         """Where an experiment's logs are: always under ``.ratchet/logs``, whatever a row says."""
