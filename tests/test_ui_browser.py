@@ -220,3 +220,15 @@ def test_live_page_shows_a_running_experiment_with_its_log_tail(
             assert page.locator('#running [data-id="1"]').count() == 0  # type: ignore[attr-defined]
         finally:
             assert run.wait(timeout=60) == 0
+
+
+def test_the_printed_token_url_opens_the_dashboard_beyond_the_default_address(
+    study: Path, page: object
+) -> None:
+    with serve(study, "--host", "127.0.0.2") as server:
+        denied = page.goto(server.url + "/")  # type: ignore[attr-defined]
+        assert denied.status == 401
+        page.goto(f"{server.url}/?token={server.token}")  # type: ignore[attr-defined]
+        page.wait_for_selector("#chart canvas")  # type: ignore[attr-defined]
+        assert page.url == server.url + "/"  # the token left the address bar for a cookie
+        page.locator("#conn.ok").wait_for(timeout=5_000)  # type: ignore[attr-defined]
