@@ -62,7 +62,7 @@ def create_app(study: Study, *, tag: str | None = None, token: str | None = None
         return tag if tag in tags or not tags else tags[-1]
 
     async def page(_request: Request) -> Response:
-        return Response(shell, media_type="text/html", headers=_NO_STORE)
+        return Response(shell, media_type="text/html", headers={**_NO_STORE, **_PAGE_HEADERS})
 
     async def api_tags(request: Request) -> Response:
         tags = await anyio.to_thread.run_sync(data.tags)
@@ -144,6 +144,14 @@ def create_app(study: Study, *, tag: str | None = None, token: str | None = None
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
+# Descriptions, reasons and logs come from proposers and candidate code: the pages escape
+# them, and the policy forbids any script but the packaged one should an escape be missed.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline';"
+    " img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _json(body: Any, status: int = 200) -> Response:

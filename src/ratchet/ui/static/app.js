@@ -33,9 +33,10 @@ async function api(path) {
   return res.json();
 }
 function destroyPlots() { S.plots.forEach((p) => p.destroy()); S.plots = []; }
-function debounce(fn, ms) {
+function debounce(fn, ms) {  // for background refreshes: a failed one waits for the next event
   let timer = null;
-  return () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
+  const run = () => Promise.resolve().then(fn).catch((err) => console.warn("refresh failed:", err));
+  return () => { clearTimeout(timer); timer = setTimeout(run, ms); };
 }
 const better = (a, b) => (S.goal === "maximize" ? a > b : a < b);
 
