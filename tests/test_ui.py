@@ -66,6 +66,8 @@ def test_experiments_endpoint_has_the_rows_of_ratchet_log_json(study: Path, serv
     table = api(served, "/api/experiments?fields=table")
     assert [r["id"] for r in table] == [r["id"] for r in log_json(study)]
     assert "meta" not in table[0] and table[0]["status"] == "baseline"
+    assert api(served, "/api/experiments?fields=table&since=5") == table[4:]
+    assert get(served, "/api/experiments?since=x")[0] == 400
 
 
 def test_overview_figures_equal_the_ledger(study: Path, served: Served) -> None:

@@ -76,8 +76,13 @@ def create_app(study: Study, *, tag: str | None = None, token: str | None = None
 
     async def api_experiments(request: Request) -> Response:
         full = request.query_params.get("fields") != "table"
+        since = request.query_params.get("since", "0")
+        if not since.isdigit():
+            return _json({"error": f"since={since!r} is not an experiment id"}, 400)
         body = await anyio.to_thread.run_sync(
-            lambda: data.rows_json(request.query_params.get("tag") or None, full=full)
+            lambda: data.rows_json(
+                request.query_params.get("tag") or None, full=full, since=int(since)
+            )
         )
         return Response(body, media_type="application/json", headers=_NO_STORE)
 

@@ -165,10 +165,12 @@ class StudyData:
 
     # -- rows as `ratchet log --json` has them --
 
-    def rows_json(self, tag: str | None, *, full: bool = True) -> bytes:
-        """The JSON list of rows; a finished row is serialized once."""
+    def rows_json(self, tag: str | None, *, full: bool = True, since: int = 0) -> bytes:
+        """The JSON list of rows (from id ``since`` on); a finished row is serialized once."""
         parts = []
         for e in self.of_tag(tag):
+            if e.id < since:
+                continue
             key = (e.id, full)
             cached = self._json.get(key)
             if cached is None:

@@ -118,7 +118,7 @@ async function Overview() {
     }
   };
   await draw();
-  S.onLedger = debounce(draw, 150);
+  S.onLedger = debounce(draw, 400);
 }
 function card(k, v, s = "", cls = "") {
   return `<div class="card"><div class="k">${k}</div><div class="v ${cls}">${v}</div><div class="s" title="${esc(s)}">${esc(s)}</div></div>`;
@@ -312,8 +312,13 @@ async function Table() {
     render();
   };
   const load = async () => {
-    state.rows = await api("/api/experiments?fields=table");
+    // After the first load only rows that can have changed are fetched: those from the
+    // first one still running (finished rows never change), or else the new ones.
+    const open = state.rows.find((r) => r.status === "running");
+    const since = state.rows.length ? (open ? open.id : state.rows[state.rows.length - 1].id + 1) : 0;
+    const fresh = await api(`/api/experiments?fields=table&since=${since}`);
     if (S.page !== "experiments") return;
+    state.rows = state.rows.filter((r) => r.id < since).concat(fresh);
     const tags = [...new Set(state.rows.map((r) => r.tag))];
     $("#ftag").innerHTML = `<option value="">all tags</option>` + tags.map((t) => `<option ${t === state.tag ? "selected" : ""}>${esc(t)}</option>`).join("");
     const statuses = [...new Set(state.rows.map((r) => r.status))];
