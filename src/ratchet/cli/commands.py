@@ -42,6 +42,7 @@ from ..safetext import printable
 from ..store import queries
 from ..store.journal import confirmed
 from ..study import CONFIG_NAME, Study, load_study
+from ..ui import command as ui
 from .console import ConsoleObserver, format_metric
 
 __all__ = ["register"]
@@ -98,6 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _dir_tag(p, default=None)
     p.add_argument("--out", type=Path, help=f"output directory (default DIR/{STATE_DIR})")
     p.set_defaults(func=cmd_report)
+
+    ui.register(sub)
 
     p = sub.add_parser("doctor", help="what is installed, reachable, misconfigured")
     p.add_argument("dir", nargs="?", default=".")
