@@ -72,7 +72,7 @@ def find_regions(path: str, text: str) -> list[Region]:
             start = number
         else:
             if start is None:
-                raise _unbalanced(path, number, f"{END} without a {START} above it")
+                raise _unbalanced(path, number, f"{END} without an {START} above it")
             regions.append((start + 1, number - 1))
             start = None
     if start is not None:
