@@ -56,15 +56,20 @@ SMALL = "LR = 0.01  # learning rate\nSTEPS = 100\n"
 
 
 def context(
-    files: dict[str, str], history: list[Experiment] | None = None, seed: int = 0
+    files: dict[str, str],
+    history: list[Experiment] | None = None,
+    seed: int = 0,
+    parent: str | None = None,
 ) -> Context:
-    """A context for the study "toy" with the given editable files."""
+    """A context for the study "toy": the parent is ``parent``, else the history's incumbent."""
+    kept = [e.commit for e in history or [] if e.status in ("baseline", "keep") and e.commit]
+    kept += [parent] if parent else []
     return Context(
         study_name="toy",
         tag="t",
         program="",
         files=files,
-        parent_commit="c0",
+        parent_commit=kept[-1] if kept else "c0",
         metric_name="loss",
         goal="minimize",
         history=history or [],
@@ -267,11 +272,12 @@ def _lr_kept_up() -> list[Experiment]:
     ]
 
 
-def _lr_moves(history: list[Experiment]) -> list[int]:
+def _lr_moves(history: list[Experiment], parent: str | None = None) -> list[int]:
     """Directions (+1 up, -1 down) of the LR changes over 300 seeds."""
     moves = []
     for seed in range(300):
-        proposal = MutateProposer().propose(context({"train.py": ADAPT}, history, seed=seed))
+        ctx = context({"train.py": ADAPT}, history, seed=seed, parent=parent)
+        proposal = MutateProposer().propose(ctx)
         for change in proposal.meta["changes"]:
             if change["name"] == "LR":
                 moves.append(1 if change["factor"] > 1 else -1)
@@ -283,6 +289,12 @@ def test_a_kept_increase_favours_that_literal_and_direction() -> None:
     assert len(adapted) > 1.5 * len(fresh)
     assert sum(m > 0 for m in adapted) > 0.65 * len(adapted)
     assert 0.35 < sum(m > 0 for m in fresh) / len(fresh) < 0.65
+
+
+def test_a_sibling_that_went_up_does_not_steer_a_return_to_the_parent() -> None:
+    """A tree policy back at c0 after c1 (LR up) was kept: LR is not pushed up again."""
+    moves = _lr_moves(_lr_kept_up(), parent="c0")
+    assert 0.35 < sum(m > 0 for m in moves) / len(moves) < 0.65
 
 
 def test_step_grows_after_a_keep_and_shrinks_after_discards() -> None:

@@ -83,6 +83,18 @@ def test_tree_explores_an_unvisited_worse_node_and_may_build_on_a_discard() -> N
     assert choice.parent.id not in (1, 2)
 
 
+def test_tree_descends_into_the_less_visited_direction() -> None:
+    """The baseline's up-subtree holds the best node and ten experiments; down has one."""
+    history = [exp(1, "baseline", 10.0), exp(2, "discard", 11.0, 1), exp(3, "keep", 6.0, 1)]
+    history += [exp(4 + i, "discard", 7.0 + i / 10, 3) for i in range(9)]
+    explore = TreePolicy(exploration=1.0, debug_probability=0, draft_probability=0)
+    choice = explore.choose(history, RNG)
+    assert choice is not None and choice.parent.id == 2 and choice.incumbent.id == 3
+    exploit = TreePolicy(exploration=0, debug_probability=0, draft_probability=0)
+    choice = exploit.choose(history, RNG)
+    assert choice is not None and choice.parent.id == 3
+
+
 def test_tree_debugs_a_crash_at_most_debug_attempts_times() -> None:
     policy = TreePolicy(debug_attempts=2, debug_probability=1.0, draft_probability=0)
     choice = policy.choose(HISTORY, RNG)

@@ -164,10 +164,10 @@ class SearchSpec(_Section):
 
     policy: Literal["greedy", "tree", "islands"] = "greedy"
     # tree
-    exploration: float = Field(default=0.5, ge=0)
+    exploration: float = Field(default=1.0, ge=0)
     debug_attempts: int = Field(default=2, ge=0)
     debug_probability: float = Field(default=0.5, ge=0, le=1)
-    draft_probability: float = Field(default=0.1, ge=0, le=1)
+    draft_probability: float = Field(default=0.2, ge=0, le=1)
     # islands
     islands: int = Field(default=4, ge=1, le=64)
     migrate_every: int = Field(default=10, ge=0)  # 0 = never

@@ -55,7 +55,7 @@ from decimal import Decimal
 from typing import Any
 
 from ratchet.errors import ProposalError, ProposalsExhausted
-from ratchet.models import Context, Experiment, Proposal
+from ratchet.models import Context, Experiment, Goal, Proposal
 
 from .regions import allowed_lines
 
@@ -71,10 +71,12 @@ __all__ = [
 ]
 
 _START_SIGMA = 0.5  # ln units: a typical first step is x1.4, one in three beyond x1.6
-_MIN_SIGMA, _MAX_SIGMA = 0.05, 2.3  # from x1.05 to x10 for a typical step
+_MIN_SIGMA, _MAX_SIGMA = 0.05, 1.2  # a typical step from x1.05 to x3.3 (x11 at two sigma)
 _GROW, _SHRINK = math.exp(0.4), math.exp(-0.1)  # the 1/5th rule: balanced at one keep in five
 _RATE_NAME = re.compile(r"momentum|beta|ema|rho", re.IGNORECASE)
 _FAILURES = ("discard", "crash", "timeout", "pruned", "unconfirmed")
+_MEASURED = ("baseline", "keep", "discard")
+_FAILED = ("crash", "timeout")
 _TIER_WEIGHT = {"hyper": 1.0, "assign": 0.5, "other": 0.2}
 _COUNT_WEIGHTS = (0.6, 0.25, 0.15)  # one change most often, sometimes two or three
 _PREFERRED = 0.75  # chance of stepping in the direction that was kept last
@@ -439,11 +441,13 @@ class Stats:
     failures: int = 0  # since the last keep
     direction: int = 0  # of the last keep; 0 when none or stale
 
-    def record(self, direction: int, status: str) -> None:
-        """Apply one outcome: the 1/5th rule on the step scale, the kept direction remembered."""
+    def record(self, direction: int, status: str, steer: bool = True) -> None:
+        """Apply one outcome: the 1/5th rule on the step scale, the kept direction remembered
+        (when ``steer``: only the changes on the parent's own line of descent steer)."""
         if status == "keep":
             self.sigma = min(self.sigma * _GROW, _MAX_SIGMA)
-            self.keeps, self.failures, self.direction = self.keeps + 1, 0, direction
+            self.keeps, self.failures = self.keeps + 1, 0
+            self.direction = direction if steer else self.direction
         elif status in _FAILURES:
             self.sigma = max(self.sigma * _SHRINK, _MIN_SIGMA)
             self.failures += 1
@@ -469,24 +473,60 @@ def recorded_changes(experiment: Experiment) -> list[dict[str, Any]]:
     return [c for c in valid if all(isinstance(c.get(k), t) for k, t in keys.items())]
 
 
-def build_memory(history: list[Experiment], parent_commit: str) -> Memory:
-    """Replay the history, oldest first, into a ``Memory``.
+def build_memory(
+    history: list[Experiment], parent_commit: str, goal: Goal = "minimize"
+) -> Memory:
+    """Replay the history, oldest first, into a ``Memory`` for one parent.
 
-    Step statistics learn from every experiment; the tried values are those
-    proposed from ``parent_commit`` only, so a new incumbent (from a keep or
-    from ``ratchet try``) starts with a clean slate.
+    Step statistics learn from the parent's own line of descent: the change
+    that made each ancestor (kept ones widen the step and set a direction)
+    and every change tried from the parent itself (failures narrow the step;
+    a success there widens it but does not steer: that direction already has
+    its own node, so a tree coming back to this parent tries something else).
+    Under greedy that is the climb's keeps plus the incumbent's discards;
+    under a tree policy a node's siblings and cousins do not steer it. A change counts as a
+    success when it was kept or beat its own parent's metric. The tried
+    values are those proposed from ``parent_commit`` itself, so a new parent
+    (a keep, or a commit from ``ratchet try``) starts with a clean slate.
     """
-    memory = Memory()
+    memory, path = Memory(), _path(history, parent_commit)
+    metrics = {e.commit: e.metric for e in history if e.commit and e.status in _MEASURED}
     for experiment in history:
+        own = experiment.parent == parent_commit
+        if not own and experiment.id not in path:
+            continue
+        status = _outcome(experiment, metrics.get(experiment.parent), goal)
         for change in recorded_changes(experiment):
             location = (change["path"], change["name"], change["line"])
-            if experiment.parent == parent_commit:
+            if own:
                 memory.tried.add((*location, change["new"]))
             old, new = _parse_value(change["old"]), _parse_value(change["new"])
             if old is not None and new is not None and old != new:
                 direction = 1 if abs(new) > abs(old) else -1
-                memory.stats.setdefault(location, Stats()).record(direction, experiment.status)
+                steer = experiment.id in path
+                memory.stats.setdefault(location, Stats()).record(direction, status, steer)
     return memory
+
+
+def _path(history: list[Experiment], commit: str) -> set[int]:
+    """The ids of the experiments that made ``commit`` and each of its ancestors."""
+    makers = {e.commit: e for e in history if e.commit and e.status in _MEASURED + _FAILED}
+    path: set[int] = set()
+    current = makers.get(commit)
+    while current is not None and current.id not in path:
+        path.add(current.id)
+        current = makers.get(current.parent) if current.parent else None
+    return path
+
+
+def _outcome(experiment: Experiment, parent_metric: float | None, goal: Goal) -> str:
+    """``keep`` when kept or better than its parent, else the experiment's own status."""
+    metric = experiment.metric
+    judged = experiment.status in ("discard", "keep")
+    if judged and metric is not None and parent_metric is not None:
+        better = metric < parent_metric if goal == "minimize" else metric > parent_metric
+        return "keep" if better else "discard"
+    return experiment.status
 
 
 def _parse_value(text: str) -> float | None:
@@ -561,7 +601,7 @@ class MutateProposer:
                 f"mutate has nothing to change: no numeric literal in the editable code ({names})"
                 " — use --proposer llm, or give the code numeric hyperparameters."
             )
-        memory = build_memory(context.history, context.parent_commit)
+        memory = build_memory(context.history, context.parent_commit, context.goal)
         rng = random.Random(context.seed * 1_000_003 + len(context.history))
         changes = _choose(literals, memory, rng, self.max_changes)
         return _proposal(context.files, changes)
