@@ -93,6 +93,21 @@ def test_failures_are_told_as_failed_trials_and_the_space_is_kept() -> None:
     assert second.meta["params"] != first.meta["params"]
 
 
+def test_a_run_that_broke_a_constraint_is_told_as_failed() -> None:
+    from ratchet.proposers.sweep import _trials
+
+    sweep = SweepProposer()
+    first = sweep.propose(context([baseline()]))
+    broke = Experiment(
+        id=2, tag="t", parent="c1", commit="c2", status="discard", metric=0.01,
+        meta={**first.meta, "violated": 'memory_gb = 50 violates "memory_gb <= 40"'},
+    )  # fmt: skip
+    history = [baseline(), broke]
+    dists, origin = sweep._space(context(history), sweep._targets({"train.py": TRAIN}))
+    states = [t.state.name for t in _trials(context(history), dists, origin)]
+    assert states == ["COMPLETE", "FAIL"]  # the baseline, then the violating run
+
+
 def test_equal_contexts_give_equal_proposals() -> None:
     ctx = context([baseline()], seed=3)
     assert SweepProposer().propose(ctx) == SweepProposer().propose(ctx)

@@ -21,8 +21,10 @@ Decisions worth knowing:
   in-memory Optuna study from ``Context.history`` — every sweep experiment
   of this tag with its recorded params (``Proposal.meta["params"]``) and the
   metric the judge decided on (for the noise-aware judge, the value it kept
-  or discarded on, not a single noisy sample); crashes, timeouts and
-  rejections are told as failed trials, pruned runs as pruned ones. Then it
+  or discarded on, not a single noisy sample); crashes, timeouts,
+  rejections and runs that broke a ``[metric] constraint`` (recorded as
+  ``meta["violated"]``) are told as failed trials, pruned runs as pruned
+  ones. Then it
   asks for one trial and writes its values into the literals. No storage
   file, no state outside the ledger: a resumed run continues the same
   search.
@@ -306,7 +308,9 @@ def _trials(
             continue
         if not isinstance(params, dict) or not _fits(params, distributions):
             continue
-        if exp.status in ("baseline", "keep", "discard") and _finite(exp.metric):
+        if meta.get("violated"):  # a [metric] constraint failed: its metric does not count
+            state, value = TrialState.FAIL, None
+        elif exp.status in ("baseline", "keep", "discard") and _finite(exp.metric):
             state, value = TrialState.COMPLETE, exp.metric
         elif exp.status == "pruned":
             state, value = TrialState.PRUNED, None
