@@ -17,6 +17,11 @@ Decisions worth knowing:
   around its value: x0.1..x10 on a log scale for a float, /4..x4 for an
   int, powers of two for a power of two of 8 or more, and 0.001..1 - d/10
   for momentum-like decimals (d = 1 - value).
+- **Samplers for expensive trials**: TPE models after 2 random trials (plus
+  the baseline), not Optuna's default 10, since each trial here is a whole
+  experiment; its log-scale prior is centred on the baseline's values, the
+  middle of each auto range. CMA-ES starts at the middle of each range, which
+  for the log-scale auto ranges is the baseline's value too.
 - **Ask/tell, with Ratchet holding the results**: each call rebuilds an
   in-memory Optuna study from ``Context.history`` — every sweep experiment
   of this tag with its recorded params (``Proposal.meta["params"]``) and the
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["SweepProposer", "Target", "auto_space"]
 
 _ASKS = 20  # asks before a space of repeating points counts as exhausted
+_STARTUP = 2  # TPE's random trials before it models (Optuna's default, 10, is for cheap trials)
 _FAILED = ("crash", "timeout", "rejected", "unconfirmed")
 
 
@@ -148,7 +154,7 @@ class SweepProposer:
 
         seed = context.seed * 1_000_003 + len(context.history)
         samplers = {
-            "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
+            "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(
                 seed=seed, warn_independent_sampling=False
             ),
