@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from ratchet.errors import ProposalError, ProposalsExhausted
@@ -182,27 +183,31 @@ def sine(seeds: int, cap: int, fraction: float = 0.5) -> None:
     """
     study = load_study(EXAMPLES / "sine")
     evaluate = Evaluator(study)
-    proposers: dict[str, Callable[[], Proposer]] = {
-        "mutate": lambda: MutateProposer(study.proposer.max_changes, editable=study.editable),
-        "sweep": lambda: SweepProposer(sampler="tpe", editable=study.editable),
+    mutate = partial(MutateProposer, study.proposer.max_changes, editable=study.editable)
+    sweep = partial(SweepProposer, sampler="tpe", editable=study.editable)
+    greedy, tree = GreedyPolicy, partial(TreePolicy, goal=study.metric.goal)
+    rows: dict[str, tuple[Callable[[], Proposer], Callable[[], Policy]]] = {
+        "mutate": (mutate, greedy),
+        "sweep": (sweep, greedy),
+        "mutate+tree": (mutate, tree),  # the tree policy on a smooth study, for comparison
     }
     files = {p: (study.root / p).read_text() for p in study.editable_files()}
     baseline = evaluate(files)
     assert baseline is not None
     target = baseline * fraction
-    print(f"(a) examples/sine, greedy policy, {seeds} seeds, up to {cap} experiments each")
-    print(f"{'proposer':<10}{f'to x{fraction:g}: median':>18}  per seed (- = not within {cap})")
+    print(f"(a) examples/sine, greedy policy unless named, {seeds} seeds, up to {cap} each")
+    print(f"{'proposer':<12}{f'to x{fraction:g}: median':>18}  per seed (- = not within {cap})")
     needed: dict[str, list[float]] = {}
     try:
-        for name, make in proposers.items():
+        for name, (proposer, policy) in rows.items():
             runs = [
-                simulate(study, make(), GreedyPolicy(), evaluate, cap, s, stop_at=target)
+                simulate(study, proposer(), policy(), evaluate, cap, s, stop_at=target)
                 for s in range(seeds)
             ]
             ks = [first_reaching(r, target) for r in runs]
             needed[name] = [k if k is not None else float("inf") for k in ks]
             shown = " ".join("-" if k is None else str(k) for k in ks)
-            print(f"{name:<10}{statistics.median(needed[name]):>18}  {shown}")
+            print(f"{name:<12}{statistics.median(needed[name]):>18}  {shown}")
     finally:
         evaluate.close()
     print(f"baseline mse {baseline:.4g}, target {target:.4g};"
