@@ -156,7 +156,7 @@ def test_only_literals_inside_the_evolve_block_are_swept() -> None:
     assert "SCALE = 3.0" in proposal.edits["prog.py"] and "STEPS = 100" in proposal.edits["prog.py"]
 
 
-def test_is_a_proposer_made_from_the_study() -> None:
+def test_is_a_proposer_and_refuses_an_unknown_sampler() -> None:
     assert isinstance(SweepProposer(), Proposer) and SweepProposer.name == "sweep"
     with pytest.raises(ConfigError, match="unknown sampler"):
         SweepProposer(sampler="grid")
