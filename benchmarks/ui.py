@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from ratchet.ledger import Ledger
+
 from ratchet.models import Usage
 
 TOML = """\

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import ast
 import io
+import random
 import re
 import tokenize
 
 import pytest
 
-from ratchet.errors import ProposalError
+from ratchet.errors import ProposalError, ProposalsExhausted
 from ratchet.models import Context, Experiment, Proposal
 from ratchet.proposers.base import Proposer
-from ratchet.proposers.mutate import MutateProposer, find_literals, format_number
+from ratchet.proposers.mutate import MutateProposer, find_literals, format_number, perturb
 
 REALISTIC = '''\
 """A tiny training script."""
@@ -55,15 +56,20 @@ SMALL = "LR = 0.01  # learning rate\nSTEPS = 100\n"
 
 
 def context(
-    files: dict[str, str], history: list[Experiment] | None = None, seed: int = 0
+    files: dict[str, str],
+    history: list[Experiment] | None = None,
+    seed: int = 0,
+    parent: str | None = None,
 ) -> Context:
-    """A context for the study "toy" with the given editable files."""
+    """A context for the study "toy": the parent is ``parent``, else the history's incumbent."""
+    kept = [e.commit for e in history or [] if e.status in ("baseline", "keep") and e.commit]
+    kept += [parent] if parent else []
     return Context(
         study_name="toy",
         tag="t",
         program="",
         files=files,
-        parent_commit="c0",
+        parent_commit=kept[-1] if kept else "c0",
         metric_name="loss",
         goal="minimize",
         history=history or [],
@@ -71,7 +77,7 @@ def context(
     )
 
 
-def record(proposal: Proposal, status: str, number: int) -> Experiment:
+def record(proposal: Proposal | Experiment, status: str, number: int) -> Experiment:
     """The ledger row the loop would write for ``proposal``."""
     return Experiment(
         id=number, tag="t", parent="c0", commit=f"c{number}", status=status,
@@ -79,7 +85,7 @@ def record(proposal: Proposal, status: str, number: int) -> Experiment:
     )  # fmt: skip
 
 
-def tried_pairs(proposal: Proposal) -> set[tuple[str, str, int, float]]:
+def tried_pairs(proposal: Proposal | Experiment) -> set[tuple[str, str, int, float]]:
     """(path, name, line, new value) for each change of a proposal."""
     return {
         (c["path"], c["name"], c["line"], float(ast.literal_eval(c["new"])))
@@ -177,16 +183,27 @@ def test_sign_is_kept_and_zero_never_reached() -> None:
             assert type(new) is type(old)
 
 
-def test_never_repeats_a_tried_value_until_exhausted() -> None:
+def test_never_runs_out_and_never_repeats_a_value_from_the_same_parent() -> None:
     proposer, history, seen = MutateProposer(), [], set()
-    with pytest.raises(ProposalError, match="has been tried — use --proposer llm"):
-        for number in range(1, 201):
-            proposal = proposer.propose(context({"train.py": SMALL}, history))
-            pairs = tried_pairs(proposal)
-            assert not pairs & seen
-            seen |= pairs
-            history.append(record(proposal, "discard", number))
-    assert 10 < len(history) < 200
+    for number in range(1, 201):
+        proposal = proposer.propose(context({"train.py": SMALL}, history))
+        pairs = tried_pairs(proposal)
+        assert not pairs & seen
+        seen |= pairs
+        history.append(record(proposal, "discard", number))
+    assert len(seen) >= 200
+
+
+def test_a_new_parent_may_try_values_the_old_parent_tried() -> None:
+    old = [record(MutateProposer().propose(context({"train.py": SMALL}, seed=s)), "discard", s)
+           for s in range(1, 40)]  # fmt: skip
+    new_parent = Context(**{**context({"train.py": SMALL}).__dict__, "parent_commit": "c9"})
+    repeated = 0
+    for seed in range(40):
+        ctx = Context(**{**new_parent.__dict__, "history": old, "seed": seed})
+        proposal = MutateProposer().propose(ctx)
+        repeated += bool(tried_pairs(proposal) & {p for e in old for p in tried_pairs(e)})
+    assert repeated > 0  # memory is per parent: c0's tried values do not block c9
 
 
 def test_memory_comes_from_history_so_a_new_instance_does_not_repeat() -> None:
@@ -197,12 +214,14 @@ def test_memory_comes_from_history_so_a_new_instance_does_not_repeat() -> None:
         assert not tried_pairs(again) & tried_pairs(first)
 
 
-def test_no_numeric_literal_names_the_files_and_the_fix() -> None:
+def test_no_numeric_literal_ends_the_run_with_one_sentence() -> None:
     files = {"train.py": "print('hello')\n", "notes.md": "LR = 0.1\n", "bad.py": "X = (1.5\n"}
     with pytest.raises(
-        ProposalError, match=r"no numeric literal .*\(bad\.py, notes\.md, train\.py\)"
-    ):
+        ProposalsExhausted, match=r"no numeric literal .*\(bad\.py, notes\.md, train\.py\)"
+    ) as caught:
         MutateProposer().propose(context(files))
+    message = str(caught.value)
+    assert "doctor" not in message and message.count(". ") == 0 and message.endswith(".")
 
 
 def test_only_python_files_that_parse_are_edited() -> None:
@@ -253,11 +272,12 @@ def _lr_kept_up() -> list[Experiment]:
     ]
 
 
-def _lr_moves(history: list[Experiment]) -> list[int]:
+def _lr_moves(history: list[Experiment], parent: str | None = None) -> list[int]:
     """Directions (+1 up, -1 down) of the LR changes over 300 seeds."""
     moves = []
     for seed in range(300):
-        proposal = MutateProposer().propose(context({"train.py": ADAPT}, history, seed=seed))
+        ctx = context({"train.py": ADAPT}, history, seed=seed, parent=parent)
+        proposal = MutateProposer().propose(ctx)
         for change in proposal.meta["changes"]:
             if change["name"] == "LR":
                 moves.append(1 if change["factor"] > 1 else -1)
@@ -269,6 +289,12 @@ def test_a_kept_increase_favours_that_literal_and_direction() -> None:
     assert len(adapted) > 1.5 * len(fresh)
     assert sum(m > 0 for m in adapted) > 0.65 * len(adapted)
     assert 0.35 < sum(m > 0 for m in fresh) / len(fresh) < 0.65
+
+
+def test_a_sibling_that_went_up_does_not_steer_a_return_to_the_parent() -> None:
+    """A tree policy back at c0 after c1 (LR up) was kept: LR is not pushed up again."""
+    moves = _lr_moves(_lr_kept_up(), parent="c0")
+    assert 0.35 < sum(m > 0 for m in moves) / len(moves) < 0.65
 
 
 def test_step_grows_after_a_keep_and_shrinks_after_discards() -> None:
@@ -305,13 +331,50 @@ def test_is_a_proposer() -> None:
     assert MutateProposer.name == "mutate"
 
 
-def test_power_of_two_sizes_stay_powers_of_two() -> None:
-    from ratchet.proposers.mutate import candidates, find_literals
+def new_values(source: str, name: str, draws: int = 200) -> set[float]:
+    """The values ``perturb`` gives the literal ``name`` over many draws."""
+    lit = next(x for x in find_literals("train.py", source) if x.name == name)
+    rng = random.Random(0)
+    found = (perturb(lit, 0.5, 0, rng) for _ in range(draws))
+    return {c.value for c in found if c is not None}
 
+
+def test_power_of_two_sizes_stay_powers_of_two() -> None:
     source = "HEAD_DIM = 32\nSTEPS = 2656\nDEGREE = 5\n"
-    by_name = {lit.name: lit for lit in find_literals("train.py", source)}
-    head = {int(c.value) for c in candidates(by_name["HEAD_DIM"])}
-    assert head and all(v & (v - 1) == 0 for v in head)
-    steps = {int(c.value) for c in candidates(by_name["STEPS"])}
-    assert 2655 not in steps and 2657 not in steps  # no +-1 on large ints
-    assert 4 in {int(c.value) for c in candidates(by_name["DEGREE"])}  # small ints step by one
+    head = {int(v) for v in new_values(source, "HEAD_DIM")}
+    assert len(head) > 2 and all(v & (v - 1) == 0 for v in head)
+    assert 4 in {int(v) for v in new_values(source, "DEGREE")}  # small ints move by one too
+    steps = new_values(source, "STEPS")
+    assert len(steps) > 50 and all(v == int(v) and v >= 1 for v in steps)  # continuous
+
+
+def test_float_steps_are_continuous_not_a_ladder() -> None:
+    values = new_values("LR = 0.01\n", "LR", draws=300)
+    assert len(values) > 150  # a ladder had 14
+    factors = sorted(v / 0.01 for v in values)
+    assert factors[0] < 0.5 and factors[-1] > 2 and any(0.95 < f < 1.05 for f in factors)
+
+
+def test_zero_hyperparameters_move_and_structural_zeros_do_not() -> None:
+    source = "WEIGHT_DECAY = 0.0\nWARMUP = 0\ncount = 0\n\n\ndef f(x, floor=0.0):\n    y = 0.0\n"
+    names = {lit.name for lit in find_literals("train.py", source)}
+    assert names == {"WEIGHT_DECAY", "WARMUP", "floor"}
+    decay = new_values(source, "WEIGHT_DECAY")
+    assert decay and all(1e-4 <= v <= 0.1 for v in decay)
+    assert new_values(source, "WARMUP") == {1.0, 2.0}
+
+
+def test_only_literals_inside_the_evolve_block_change() -> None:
+    source = (
+        "SCALE = 3.0\n# EVOLVE-BLOCK-START\nLR = 0.1\nSTEPS = 100\n# EVOLVE-BLOCK-END\n"
+        "def score(x):\n    return 2.5 * x\n"
+    )
+    proposer = MutateProposer(editable=["prog.py:EVOLVE-BLOCK"])
+    names = set()
+    for seed in range(40):
+        proposal = proposer.propose(context({"prog.py": source}, seed=seed))
+        names |= {c["name"] for c in proposal.meta["changes"]}
+    assert names == {"LR", "STEPS"}
+    empty = "SCALE = 3.0\n# EVOLVE-BLOCK-START\n# EVOLVE-BLOCK-END\n"
+    with pytest.raises(ProposalsExhausted, match="no numeric literal"):
+        proposer.propose(context({"prog.py": empty}))

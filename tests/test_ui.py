@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ratchet
+from ratchet.ledger import Ledger
 from ui_helpers import Served, build_study, get, proposals, serve
 
-from ratchet.ledger import Ledger
 from ratchet.models import Experiment
 from ratchet.study import load_study
 from ratchet.ui.data import StudyData, chart, overview

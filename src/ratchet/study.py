@@ -33,6 +33,8 @@ __all__ = [
     "PruneSpec",
     "ConfirmSpec",
     "ProposerSpec",
+    "SearchSpec",
+    "SpaceParam",
     "load_study",
     "matches",
 ]
@@ -162,8 +164,59 @@ class ConfirmSpec(_Section):
         return _input_paths(paths)
 
 
+class SpaceParam(_Section):
+    """One dimension of ``[search.space]``: a range (``low``/``high``, ``log``, ``step``)
+    or a list of ``choices``. Both bounds written as TOML integers make it an int."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(default=None, gt=0)
+    choices: list[bool | int | float | str] | None = Field(default=None, min_length=1)
+    integer: bool = False  # set when low and high are both TOML integers
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_ints(cls, data: object) -> object:
+        if isinstance(data, dict) and all(type(data.get(k)) is int for k in ("low", "high")):
+            return {**data, "integer": True}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> SpaceParam:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("needs low and high (or choices = [...])")
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log = true needs low > 0")
+        return self
+
+
+class SearchSpec(_Section):
+    """How the next parent is chosen (policies/) and the sweep proposer's search space."""
+
+    policy: Literal["greedy", "tree", "islands"] = "greedy"
+    # tree
+    exploration: float = Field(default=1.0, ge=0)
+    debug_attempts: int = Field(default=2, ge=0)
+    debug_probability: float = Field(default=0.5, ge=0, le=1)
+    draft_probability: float = Field(default=0.2, ge=0, le=1)
+    # islands
+    islands: int = Field(default=4, ge=1, le=64)
+    migrate_every: int = Field(default=10, ge=0)  # 0 = never
+    stagnation: int = Field(default=15, ge=0)  # 0 = never restart
+    # sweep
+    sampler: Literal["tpe", "cmaes", "random"] = "tpe"
+    space: dict[str, SpaceParam] = {}
+
+
 class ProposerSpec(_Section):
-    kind: Literal["mutate", "llm", "agent", "replay"] = "mutate"
+    kind: Literal["mutate", "sweep", "llm", "agent", "replay"] = "mutate"
     replay: str | None = None
     max_changes: int = Field(default=3, ge=1, le=10)
     # llm
@@ -198,6 +251,7 @@ class _StudyFile(_Section):
     prune: PruneSpec = PruneSpec()
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec = ProposerSpec()
+    search: SearchSpec = SearchSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -238,6 +292,7 @@ class Study(BaseModel):
     prune: PruneSpec
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec
+    search: SearchSpec = SearchSpec()
 
     @property
     def config_path(self) -> Path:
@@ -343,6 +398,7 @@ def load_study(directory: Path) -> Study:
         prune=parsed.prune,
         confirm=parsed.confirm,
         proposer=parsed.proposer,
+        search=parsed.search,
     )
     _check_phases(path, study)
     _check_files(path, study)
@@ -396,6 +452,7 @@ _SECTIONS = (
     "prune",
     "confirm",
     "proposer",
+    "search",
 )
 _EXAMPLES = {
     "study": 'name = "mystudy"',

@@ -11,6 +11,7 @@ from .base import Proposer
 from .llm import LLMProposer, make_llm_proposer
 from .mutate import MutateProposer
 from .replay import ReplayProposer
+from .sweep import SweepProposer
 
 __all__ = [
     "Proposer",
@@ -18,6 +19,7 @@ __all__ = [
     "LLMProposer",
     "MutateProposer",
     "ReplayProposer",
+    "SweepProposer",
     "make_proposer",
 ]
 
@@ -30,7 +32,10 @@ def make_proposer(
     if model and kind != "llm":
         raise ConfigError(f"--model applies to the llm proposer, not {kind} — drop --model")
     if kind == "mutate":
-        return MutateProposer(max_changes=study.proposer.max_changes)
+        return MutateProposer(max_changes=study.proposer.max_changes, editable=study.editable)
+    if kind == "sweep":
+        search = study.search
+        return SweepProposer(search.space, sampler=search.sampler, editable=study.editable)
     if kind == "replay":
         path = replay or (study.root / study.proposer.replay if study.proposer.replay else None)
         if path is None:
@@ -47,5 +52,5 @@ def make_proposer(
         return make_llm_proposer(study, model)
     raise ProposalError(
         f"the {kind} proposer is not part of this version yet"
-        " — pass --proposer mutate (offline) or --proposer replay --replay FILE"
+        " — pass --proposer mutate or sweep (offline) or --proposer replay --replay FILE"
     )

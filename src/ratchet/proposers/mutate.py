@@ -18,20 +18,26 @@ Decisions worth knowing:
 - **A line can opt out**: literals on a line whose comment says
   ``ratchet: fixed`` are never touched (e.g. the domain an evaluation fixes).
 - **The sign never changes**: factors are positive, and an int's magnitude
-  never drops below 1.
-- **Step sizes form a finite ladder** (x1.1 ... x10 for floats; +-1, +-2,
-  x1.25 ... x4 for ints), so a small file runs out of untried values and
-  the proposer says so instead of looping. Momentum-like decimals (0.9, or
+  never drops below 1. A zero hyperparameter (``WEIGHT_DECAY = 0.0``) first
+  moves to a small positive value (1e-4..1e-1; 1 or 2 for an int).
+- **Steps are continuous**: a float is multiplied by ``exp(s * z)`` with
+  ``z`` a standard normal draw, so the proposer never runs out of values;
+  an int moves by the rounded factor and at least by one; a power of two of
+  8 or more moves to other powers of two. Momentum-like decimals (0.9, or
   a ``momentum``/``beta`` name from 0.5) are scaled through their distance
   to 1, so 0.9 becomes 0.95 or 0.8, never 1.35.
 - **Memory lives in the ledger**: every proposal stores its changes in
-  ``Proposal.meta["changes"]``; the tried (location, value) pairs and the
-  per-literal statistics are rebuilt from ``Context.history`` on each call,
-  so nothing is repeated after a restart. A location is ``(path, name,
-  line)``; the old and the new value of every recorded change count as tried.
-- **Adaptation follows the 1/5th success rule per literal**: a keep raises
-  the literal's step level by one and sets its preferred direction, each
-  failure lowers the level by a quarter; kept literals are drawn more often.
+  ``Proposal.meta["changes"]``; statistics are rebuilt from
+  ``Context.history`` on each call. Values already tried *from the same
+  parent commit* are not proposed again; a new parent (a keep, or a commit
+  from ``ratchet try``) starts with a clean slate.
+- **Adaptation follows the 1/5th success rule per literal**: a keep widens
+  the literal's step scale ``s`` (x1.5) and sets its preferred direction,
+  each failure narrows it (x0.9); kept literals are drawn more often.
+- **Regions**: with ``[files] editable = ["prog.py:EVOLVE-BLOCK"]`` only the
+  literals between the ``EVOLVE-BLOCK`` markers are candidates.
+- **Nothing to change ends the run**: code with no numeric literal at all
+  raises ``ProposalsExhausted`` (one sentence, the loop stops cleanly).
 - **Deterministic**: the random stream is seeded from ``Context.seed`` and
   the history length, so equal contexts give equal proposals.
 """
@@ -43,19 +49,30 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from ratchet.errors import ProposalError
-from ratchet.models import RAN, Context, Experiment, Proposal
+from ratchet.errors import ProposalError, ProposalsExhausted
+from ratchet.models import BROKE, RAN, ROUTINE, Context, Experiment, Goal, Proposal, better
 
-__all__ = ["MutateProposer", "Literal", "Candidate", "find_literals", "candidates", "format_number"]
+from .regions import allowed_lines
 
-_LADDER: tuple[float, ...] = (1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)  # step factors, by level
-_INT_FACTORS: tuple[float, ...] = (1.25, 1.5, 2.0, 4.0)  # ints also step by +-1 and +-2
-_START_LEVEL = 2.5  # between x1.5 and x2: first steps bold enough to matter
+__all__ = [
+    "MutateProposer",
+    "Literal",
+    "Candidate",
+    "find_literals",
+    "editable_literals",
+    "perturb",
+    "format_number",
+    "rewrite",
+]
+
+_START_SIGMA = 0.5  # ln units: a typical first step is x1.4, one in three beyond x1.6
+_MIN_SIGMA, _MAX_SIGMA = 0.05, 1.2  # a typical step from x1.05 to x3.3 (x11 at two sigma)
+_GROW, _SHRINK = math.exp(0.4), math.exp(-0.1)  # the 1/5th rule: balanced at one keep in five
 _RATE_NAME = re.compile(r"momentum|beta|ema|rho", re.IGNORECASE)
 _TIER_WEIGHT = {"hyper": 1.0, "assign": 0.5, "other": 0.2}
 _COUNT_WEIGHTS = (0.6, 0.25, 0.15)  # one change most often, sometimes two or three
@@ -138,11 +155,13 @@ def _literal(path: str, lines: list[bytes], node: ast.AST, chain: Chain) -> Lite
 
     The constant inside ``-3`` is skipped: the unary minus around it is the
     literal. Ints 0 and 1 are structural, except ``NUM_LAYERS = 1`` (an
-    UPPERCASE module constant).
+    UPPERCASE module constant). A zero is a hyperparameter only in a
+    hyperparameter position (``WEIGHT_DECAY = 0.0``, ``dropout=0.0``; for an
+    int, an UPPERCASE constant like ``WARMUP = 0``).
     """
     value, parent = _number(node), chain[-1][0] if chain else None
     negated = isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.USub)
-    if value is None or value == 0 or negated or _structural(chain):
+    if value is None or negated or _structural(chain):
         return None
     if node.lineno != node.end_lineno or _PRAGMA in lines[node.lineno - 1]:
         return None
@@ -150,7 +169,9 @@ def _literal(path: str, lines: list[bytes], node: ast.AST, chain: Chain) -> Lite
     if not _plain_text(text, value):
         return None
     name, tier = _naming(node, chain)
-    if isinstance(value, int) and abs(value) == 1 and not (tier == "hyper" and name.isupper()):
+    if isinstance(value, int) and abs(value) <= 1 and not (tier == "hyper" and name.isupper()):
+        return None
+    if value == 0 and (tier != "hyper" or text.startswith("-")):
         return None
     lit = (path, name, node.lineno, node.col_offset, node.end_col_offset, text, value)
     return Literal(*lit, is_int=isinstance(value, int), tier=tier)
@@ -312,60 +333,70 @@ def _disambiguate(found: list[Literal]) -> list[Literal]:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One possible new value for a literal: direction (+1 bigger magnitude), ladder level, text."""
+    """One new value for a literal: direction (+1 bigger magnitude), step size (ln units), text."""
 
     direction: int
-    level: int
+    step: float
     value: float
     text: str
 
 
-def candidates(lit: Literal) -> list[Candidate]:
-    """Every new value the ladder allows for ``lit``: one per distinct value, sign kept."""
-    raw = _int_values(lit) if lit.is_int else _float_values(lit)
-    found: dict[float, Candidate] = {}
-    for level, text in sorted(raw, key=lambda item: item[0]):
-        value = float(text)  # float() reads underscores and exponents like the parser
-        if value * lit.value > 0 and value != lit.value and value not in found:
-            direction = 1 if abs(value) > abs(lit.value) else -1
-            found[value] = Candidate(direction, level, value, text)
-    return list(found.values())
+def perturb(lit: Literal, sigma: float, direction: int, rng: random.Random) -> Candidate | None:
+    """A new value for ``lit``: a log-normal multiplicative step of scale ``sigma``.
+
+    ``direction`` (+1, -1, or 0 for either) fixes which way the magnitude
+    moves. The sign never changes; a zero becomes a small positive number.
+    None when the draw rounds back to the old text (the caller draws again).
+    """
+    size = abs(rng.gauss(0.0, sigma))
+    way = direction or rng.choice((1, -1))
+    if lit.value == 0:
+        text = _from_zero(lit, rng)
+    elif lit.is_int:
+        text = _int_step(lit, size * way)
+    elif _rate_like(lit):
+        distance = min((1 - lit.value) * math.exp(-size * way), 0.99)
+        text = _decimal(distance, complement=True)
+    else:
+        text = format_number(lit.value * math.exp(size * way), lit.text)
+    value = float(text)
+    if text == lit.text or value == lit.value or value * lit.value < 0:
+        return None
+    moved = 1 if abs(value) > abs(lit.value) else -1
+    return Candidate(moved, round(size, 4), value, text)
 
 
-def _float_values(lit: Literal) -> Iterator[tuple[int, str]]:
-    """Multiply or divide by each ladder factor (momentum-like: the distance to 1)."""
+def _rate_like(lit: Literal) -> bool:
+    """Momentum-like decimals move through their distance to 1 (0.9 → 0.95 or 0.8)."""
     rate = lit.value >= 0.9 or (lit.value >= 0.5 and _RATE_NAME.search(lit.name))
-    complement = rate and lit.value < 1 and "e" not in lit.text.lower()
-    for level, factor in enumerate(_LADDER):
-        for direction in (1, -1):
-            if complement:
-                yield level, _decimal((1 - lit.value) * factor**-direction, complement=True)
-            else:
-                yield level, format_number(lit.value * factor**direction, lit.text)
+    return bool(rate) and lit.value < 1 and "e" not in lit.text.lower()
 
 
-def _int_values(lit: Literal) -> Iterator[tuple[int, str]]:
-    """Steps of +-1 and +-2 (small ints only), and scaling by the int factors.
+def _int_step(lit: Literal, log_step: float) -> str:
+    """An int scaled by ``exp(log_step)``, moved at least one; powers of two >= 8 stay so.
 
     A power of two of 8 or more is usually a shape (a width, a head size, a
-    batch): it only moves to other powers of two, so a change does not break
-    the code that divides it. Never below a magnitude of 1.
+    batch): it moves to other powers of two so code that divides it still
+    works. Never below a magnitude of 1.
     """
     magnitude, sign = abs(int(lit.value)), (1 if lit.value > 0 else -1)
+    way = 1 if log_step > 0 else -1
     if magnitude >= 8 and magnitude & (magnitude - 1) == 0:
-        news = {magnitude * 2, magnitude * 4, magnitude // 2, magnitude // 4}
+        power = round(math.log2(magnitude) + log_step / math.log(2))
+        power = power if power != math.log2(magnitude) else math.log2(magnitude) + way
+        new = 2 ** max(int(power), 0)
     else:
-        news = {round(magnitude * f**d) for f in _INT_FACTORS for d in (1, -1)}
-        if magnitude < 20:
-            news |= {magnitude + 1, magnitude - 1, magnitude + 2, magnitude - 2}
-    for new in sorted(n for n in news if n >= 1 and n != magnitude):
-        yield _nearest_level(new / magnitude), format_number(sign * new, lit.text)
+        new = round(magnitude * math.exp(log_step))
+        new = new if new != magnitude else magnitude + way
+    new = max(new, 1) if new != magnitude else magnitude + 1
+    return format_number(sign * max(new, 1), lit.text)
 
 
-def _nearest_level(ratio: float) -> int:
-    """The ladder level whose factor is closest to ``ratio`` (either way) in log scale."""
-    size = abs(math.log(ratio))
-    return min(range(len(_LADDER)), key=lambda i: abs(size - math.log(_LADDER[i])))
+def _from_zero(lit: Literal, rng: random.Random) -> str:
+    """A zero hyperparameter's first step: 1 or 2 for an int, 1e-4..1e-1 for a float."""
+    if lit.is_int:
+        return format_number(rng.choice((1, 2)), lit.text)
+    return format_number(10 ** rng.uniform(-4, -1), lit.text)
 
 
 def format_number(value: float, template: str) -> str:
@@ -400,20 +431,22 @@ def _decimal(value: float, complement: bool = False) -> str:
 
 @dataclass
 class Stats:
-    """What the history says about one literal: step level, keeps, preferred direction."""
+    """What the history says about one literal: step scale, keeps, preferred direction."""
 
-    level: float = _START_LEVEL
+    sigma: float = _START_SIGMA
     keeps: int = 0
     failures: int = 0  # since the last keep
     direction: int = 0  # of the last keep; 0 when none or stale
 
-    def record(self, direction: int, status: str) -> None:
-        """Apply one outcome: the 1/5th rule on the level, the kept direction remembered."""
+    def record(self, direction: int, status: str, steer: bool = True) -> None:
+        """Apply one outcome: the 1/5th rule on the step scale, the kept direction remembered
+        (when ``steer``: only the changes on the parent's own line of descent steer)."""
         if status == "keep":
-            self.level = min(self.level + 1, len(_LADDER) - 1)
-            self.keeps, self.failures, self.direction = self.keeps + 1, 0, direction
+            self.sigma = min(self.sigma * _GROW, _MAX_SIGMA)
+            self.keeps, self.failures = self.keeps + 1, 0
+            self.direction = direction if steer else self.direction
         elif status in RAN:  # ran and was not kept
-            self.level = max(self.level - 0.25, 0.0)
+            self.sigma = max(self.sigma * _SHRINK, _MIN_SIGMA)
             self.failures += 1
             if self.failures >= 3:
                 self.direction = 0
@@ -421,9 +454,9 @@ class Stats:
 
 @dataclass
 class Memory:
-    """Tried (location, value) pairs and per-location statistics, rebuilt from history."""
+    """Values tried from the current parent, and per-location statistics, from history."""
 
-    tried: set[tuple[str, str, int, float]] = field(default_factory=set)
+    tried: set[tuple[str, str, int, str]] = field(default_factory=set)
     stats: dict[tuple[str, str, int], Stats] = field(default_factory=dict)
 
 
@@ -437,20 +470,59 @@ def recorded_changes(experiment: Experiment) -> list[dict[str, Any]]:
     return [c for c in valid if all(isinstance(c.get(k), t) for k, t in keys.items())]
 
 
-def build_memory(history: list[Experiment]) -> Memory:
-    """Replay the history, oldest first, into a ``Memory``."""
-    memory = Memory()
+def build_memory(
+    history: list[Experiment], parent_commit: str, goal: Goal = "minimize"
+) -> Memory:
+    """Replay the history, oldest first, into a ``Memory`` for one parent.
+
+    Step statistics learn from the parent's own line of descent: the change
+    that made each ancestor (kept ones widen the step and set a direction)
+    and every change tried from the parent itself (failures narrow the step;
+    a success there widens it but does not steer: that direction already has
+    its own node, so a tree coming back to this parent tries something else).
+    Under greedy that is the climb's keeps plus the incumbent's discards;
+    under a tree policy a node's siblings and cousins do not steer it. A change counts as a
+    success when it was kept or beat its own parent's metric. The tried
+    values are those proposed from ``parent_commit`` itself, so a new parent
+    (a keep, or a commit from ``ratchet try``) starts with a clean slate.
+    """
+    memory, path = Memory(), _path(history, parent_commit)
+    metrics = {e.commit: e.metric for e in history if e.commit and e.status in ROUTINE}
     for experiment in history:
+        own = experiment.parent == parent_commit
+        if not own and experiment.id not in path:
+            continue
+        status = _outcome(experiment, metrics.get(experiment.parent), goal)
         for change in recorded_changes(experiment):
             location = (change["path"], change["name"], change["line"])
+            if own:
+                memory.tried.add((*location, change["new"]))
             old, new = _parse_value(change["old"]), _parse_value(change["new"])
-            for value in (old, new):
-                if value is not None:
-                    memory.tried.add((*location, value))
-            if old is not None and new is not None:
+            if old is not None and new is not None and old != new:
                 direction = 1 if abs(new) > abs(old) else -1
-                memory.stats.setdefault(location, Stats()).record(direction, experiment.status)
+                steer = experiment.id in path
+                memory.stats.setdefault(location, Stats()).record(direction, status, steer)
     return memory
+
+
+def _path(history: list[Experiment], commit: str) -> set[int]:
+    """The ids of the experiments that made ``commit`` and each of its ancestors."""
+    makers = {e.commit: e for e in history if e.commit and e.status in (*ROUTINE, *BROKE)}
+    path: set[int] = set()
+    current = makers.get(commit)
+    while current is not None and current.id not in path:
+        path.add(current.id)
+        current = makers.get(current.parent) if current.parent else None
+    return path
+
+
+def _outcome(experiment: Experiment, parent_metric: float | None, goal: Goal) -> str:
+    """``keep`` when kept or better than its parent, else the experiment's own status."""
+    metric = experiment.metric
+    judged = experiment.status in ("discard", "keep")
+    if judged and metric is not None and parent_metric is not None:
+        return "keep" if better(metric, parent_metric, goal) else "discard"
+    return experiment.status
 
 
 def _parse_value(text: str) -> float | None:
@@ -475,10 +547,10 @@ class Change:
     def as_meta(self) -> dict[str, Any]:
         """The JSON-able record stored in ``Proposal.meta["changes"]``."""
         lit, cand = self.literal, self.candidate
-        factor = round(cand.value / lit.value, 6)
+        factor = round(cand.value / lit.value, 6) if lit.value else None
         return {
             "path": lit.path, "line": lit.line, "name": lit.name, "old": lit.text,
-            "new": cand.text, "factor": factor, "step": cand.level,
+            "new": cand.text, "factor": factor, "step": cand.step,
         }  # fmt: skip
 
     def describe(self) -> str:
@@ -487,101 +559,107 @@ class Change:
         return f"{lit.name} {lit.text} → {self.candidate.text} ({lit.path}:{lit.line})"
 
 
+def editable_literals(files: dict[str, str], editable: Sequence[str] = ()) -> list[Literal]:
+    """The literals of the editable Python files, inside their EVOLVE-BLOCK regions if limited."""
+    found = []
+    for path in sorted(p for p in files if p.endswith(".py")):
+        lines = allowed_lines(path, files[path], editable)
+        found += [
+            lit for lit in find_literals(path, files[path]) if lines is None or lit.line in lines
+        ]
+    return found
+
+
 class MutateProposer:
-    """Perturbs 1..``max_changes`` numeric hyperparameters of the editable Python files."""
+    """Perturbs 1..``max_changes`` numeric hyperparameters of the editable Python files.
+
+    ``editable`` is the study's ``[files] editable`` patterns: a
+    ``path:EVOLVE-BLOCK`` pattern limits the literals of that file to its
+    regions.
+    """
 
     name = "mutate"
 
-    def __init__(self, max_changes: int = 3) -> None:
+    def __init__(self, max_changes: int = 3, editable: Sequence[str] = ()) -> None:
         if max_changes < 1:
             raise ProposalError(
                 f"max_changes must be at least 1 (got {max_changes}) — pass 1, 2 or 3."
             )
         self.max_changes = max_changes
+        self.editable = tuple(editable)
 
     def propose(self, context: Context) -> Proposal:
         """Choose literals and new values, rewrite their spans, and describe the change."""
-        paths = sorted(path for path in context.files if path.endswith(".py"))
-        literals = [lit for p in paths for lit in find_literals(p, context.files[p])]
-        names = ", ".join(sorted(context.files)) or "no editable files"
+        literals = editable_literals(context.files, self.editable)
         if not literals:
-            raise ProposalError(
-                f"no numeric literal to perturb in the editable files ({names})"
-                " — use --proposer llm or --proposer replay."
+            names = ", ".join(sorted(context.files)) or "no editable files"
+            raise ProposalsExhausted(
+                f"mutate has nothing to change: no numeric literal in the editable code ({names})"
+                " — use --proposer llm, or give the code numeric hyperparameters."
             )
-        memory = build_memory(context.history)
-        pools = _pools(literals, memory)
-        if not pools:
-            raise ProposalError(
-                f"every perturbation of the {len(literals)} numeric literals in {names}"
-                " has been tried — use --proposer llm or --proposer replay."
-            )
+        memory = build_memory(context.history, context.parent_commit, context.goal)
         rng = random.Random(context.seed * 1_000_003 + len(context.history))
-        changes = _choose(pools, rng, self.max_changes)
+        changes = _choose(literals, memory, rng, self.max_changes)
         return _proposal(context.files, changes)
 
 
-@dataclass(frozen=True)
-class _Pool:
-    """A literal with its statistics and its untried candidates."""
-
-    literal: Literal
-    stats: Stats
-    options: list[Candidate]
-
-    @property
-    def weight(self) -> float:
-        """How often to draw this literal: tier, kept before, not failing lately."""
-        kept, failing = 1 + 2 * self.stats.keeps, 0.8 ** min(self.stats.failures, 6)
-        return _TIER_WEIGHT[self.literal.tier] * kept * failing
+def _weight(lit: Literal, stats: Stats) -> float:
+    """How often to draw a literal: tier, kept before, not failing lately."""
+    kept, failing = 1 + 2 * stats.keeps, 0.8 ** min(stats.failures, 6)
+    return _TIER_WEIGHT[lit.tier] * kept * failing
 
 
-def _pools(literals: list[Literal], memory: Memory) -> list[_Pool]:
-    """One pool per literal that still has an untried value."""
-    pools = []
-    for lit in literals:
-        options = [c for c in candidates(lit) if (*lit.key, c.value) not in memory.tried]
-        if options:
-            pools.append(_Pool(lit, memory.stats.get(lit.key) or Stats(), options))
-    return pools
-
-
-def _choose(pools: list[_Pool], rng: random.Random, max_changes: int) -> list[Change]:
+def _choose(
+    literals: list[Literal], memory: Memory, rng: random.Random, max_changes: int
+) -> list[Change]:
     """Draw how many literals, which ones (by weight, no repeats) and their new values."""
-    limit = min(max_changes, len(pools), len(_COUNT_WEIGHTS))
+    limit = min(max_changes, len(literals), len(_COUNT_WEIGHTS))
     count = rng.choices(range(1, limit + 1), weights=_COUNT_WEIGHTS[:limit])[0]
-    remaining, changes = list(pools), []
-    for _ in range(count):
-        pool = rng.choices(remaining, weights=[p.weight for p in remaining])[0]
-        remaining.remove(pool)
-        changes.append(_change(pool, rng))
+    remaining, changes = list(literals), []
+    stats = {lit.key: memory.stats.get(lit.key) or Stats() for lit in literals}
+    while remaining and len(changes) < count:
+        lit = rng.choices(remaining, weights=[_weight(x, stats[x.key]) for x in remaining])[0]
+        remaining.remove(lit)
+        change = _change(lit, stats[lit.key], memory, rng)
+        if change is not None:
+            changes.append(change)
+    if not changes:  # every draw repeated a tried value: step wider, ignoring memory
+        lit = rng.choice(literals)
+        wide = _change(lit, Stats(sigma=_MAX_SIGMA), Memory(), rng, tries=100)
+        changes.append(wide or _force(lit))
     return sorted(changes, key=lambda c: (c.literal.path, c.literal.line, c.literal.col))
 
 
-def _change(pool: _Pool, rng: random.Random) -> Change:
-    """Pick a value near the literal's step level, in its preferred direction if it has one."""
-    stats = pool.stats
+def _change(
+    lit: Literal, stats: Stats, memory: Memory, rng: random.Random, tries: int = 12
+) -> Change | None:
+    """A new value not tried from this parent, in the kept direction most of the time."""
+    for attempt in range(tries):
+        preferred = stats.direction and rng.random() < _PREFERRED
+        sigma = stats.sigma * (1 + attempt / 4)  # widen when draws keep repeating
+        cand = perturb(lit, sigma, stats.direction if preferred else 0, rng)
+        if cand is None or (*lit.key, cand.text) in memory.tried:
+            continue
+        way = "up" if cand.direction > 0 else "down"
+        if stats.direction and cand.direction == stats.direction:
+            return Change(lit, cand, f"{lit.name} {way} again, as a kept change did")
+        return Change(lit, cand, f"{lit.name} {way}")
+    return None
 
-    def weight(cand: Candidate) -> float:
-        aligned = _PREFERRED if cand.direction == stats.direction else 1 - _PREFERRED
-        return (aligned if stats.direction else 0.5) * math.exp(
-            -1.5 * abs(cand.level - stats.level)
-        )
 
-    cand = rng.choices(pool.options, weights=[weight(c) for c in pool.options])[0]
-    way = "up" if cand.direction > 0 else "down"
-    if stats.direction and cand.direction == stats.direction:
-        reason = f"{pool.literal.name} {way} again, as a kept change did"
-    else:
-        reason = f"{pool.literal.name} {way}"
-    return Change(pool.literal, cand, reason)
+def _force(lit: Literal) -> Change:
+    """The last resort when every draw rounded back: double the magnitude."""
+    step = math.log(2)
+    text = _int_step(lit, step) if lit.is_int else format_number(lit.value * 2 or 1e-3, lit.text)
+    return Change(lit, Candidate(1, round(step, 4), float(text), text), f"{lit.name} up")
 
 
 def _proposal(files: dict[str, str], changes: list[Change]) -> Proposal:
     """Rewrite the chosen spans and wrap everything into a ``Proposal``."""
     edits: dict[str, str] = {}
     for path in sorted({c.literal.path for c in changes}):
-        edits[path] = _rewrite(files[path], [c for c in changes if c.literal.path == path])
+        mine = [(c.literal, c.candidate.text) for c in changes if c.literal.path == path]
+        edits[path] = rewrite(files[path], mine)
     noun = "literal" if len(changes) == 1 else "literals"
     rationale = (
         f"Offline mutation of {len(changes)} numeric {noun} ("
@@ -596,11 +674,10 @@ def _proposal(files: dict[str, str], changes: list[Change]) -> Proposal:
     )
 
 
-def _rewrite(source: str, changes: list[Change]) -> str:
+def rewrite(source: str, replacements: list[tuple[Literal, str]]) -> str:
     """Replace each literal's byte span with its new text, last span first."""
     lines = source.encode("utf-8").splitlines(keepends=True)
-    for change in sorted(changes, key=lambda c: (c.literal.line, c.literal.col), reverse=True):
-        lit = change.literal
+    for lit, text in sorted(replacements, key=lambda r: (r[0].line, r[0].col), reverse=True):
         raw = lines[lit.line - 1]
-        lines[lit.line - 1] = raw[: lit.col] + change.candidate.text.encode() + raw[lit.end_col :]
+        lines[lit.line - 1] = raw[: lit.col] + text.encode() + raw[lit.end_col :]
     return b"".join(lines).decode("utf-8")
