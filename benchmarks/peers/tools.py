@@ -129,7 +129,10 @@ class Ratchet(Tool):
             run, evaluate = "python evaluate.py --import", ""
         else:
             run = "python program.py"
-            evaluate = f'\n[evaluate]\ncommand = "python evaluate.py"\nbudget = {timeout}\n'
+            evaluate = (
+                f'\n[evaluate]\ncommand = "python evaluate.py"\nbudget = {timeout}\n'
+                'inputs = ["result.json"]\n'
+            )
         (study / "ratchet.toml").write_text(
             RATCHET_TOML.format(
                 run=run, evaluate=evaluate, timeout=timeout, model=MODEL, base_url=base_url,
