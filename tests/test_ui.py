@@ -15,8 +15,9 @@ import pytest
 from conftest import ratchet
 from ui_helpers import Served, build_study, get, proposals, serve
 
-from ratchet.ledger import Ledger
+from ratchet.errors import LedgerError
 from ratchet.models import Experiment
+from ratchet.store.ledger import Ledger
 from ratchet.study import load_study
 from ratchet.ui.data import StudyData, chart, overview
 
@@ -187,8 +188,12 @@ def test_the_dashboard_cannot_write_the_ledger(study: Path) -> None:
     data = StudyData(load_study(study))
     before = (study / ".ratchet" / "ledger.sqlite").read_bytes()
     assert len(data.experiments()) >= 8
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        data._connect().execute("INSERT INTO pins (tag, pins, created_at) VALUES ('x', '{}', 0)")
+    ledger = data._open()
+    assert ledger is not None
+    with pytest.raises(LedgerError, match="read-only"):
+        ledger.record_pins("x", {"a": "b"})
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # the file itself, too
+        ledger._db.execute("INSERT INTO pins (tag, pins, created_at) VALUES ('x', '{}', 0)")
     data.close()
     assert (study / ".ratchet" / "ledger.sqlite").read_bytes() == before
 

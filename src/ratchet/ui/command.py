@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..study import load_study
 from ..run.workspace import check_tag
+from ..study import load_study
 
 __all__ = ["register", "cmd_ui", "needs_token"]
 
