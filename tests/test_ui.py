@@ -86,6 +86,9 @@ def test_overview_figures_equal_the_ledger(study: Path, served: Served) -> None:
     assert o["budget"] == [line for line in status if line.startswith(("budget ", "saved "))]
     crashed = sum(r["duration_s"] for r in rows if r["status"] == "crash")
     assert o["failed_s"] == pytest.approx(crashed, abs=0.01)
+    spend = {p["proposer"]: p["experiments"] for p in o["proposers"]}  # by the recorded proposer
+    assert spend == {"(baseline)": 1, "replay": 5}
+    assert {r["proposer"] for r in rows[1:]} == {"replay"}
 
 
 def test_overview_defaults_to_the_latest_tag(served: Served) -> None:
