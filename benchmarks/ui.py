@@ -25,9 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ratchet.ledger import Ledger
-
 from ratchet.models import Usage
+from ratchet.store.ledger import Ledger
 
 TOML = """\
 [study]

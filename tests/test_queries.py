@@ -40,6 +40,19 @@ def test_overview_figures() -> None:
     assert (o.input_tokens, o.output_tokens, o.cost_usd) == (10, 5, 0.25)
 
 
+def test_keep_rate_improvement_and_the_status_lines() -> None:
+    exps = [exp(1, "baseline", 10.0), exp(2, "keep", 8.0), exp(3, "discard", 9.0),
+            exp(4, "running", None, usage=Usage(1200, 34, 0.5))]  # fmt: skip
+    o = queries.overview(exps)
+    assert (o.total, o.after_baseline, o.keep_rate) == (4, 2, 0.5)  # running ones do not count
+    assert o.improvement("minimize") == 20.0 and o.improvement("maximize") == -20.0
+    assert queries.overview([exp(1, "running", None)]).keep_rate is None
+    assert queries.budget_lines(o)[0].startswith("budget    0.0 s spent on candidates")
+    line = queries.usage_line(o, max_tokens=5000, max_cost_usd=2.0)
+    assert line == "1,234 tokens (1,200 in, 34 out) of max 5,000, $0.5000 of max $2"
+    assert queries.usage_line(queries.overview(exps[:3]), max_tokens=None, max_cost_usd=None) == ""
+
+
 def test_overviews_are_per_tag_and_best_is_each_tags_incumbent() -> None:
     exps = [exp(1, "baseline", 5.0, "a"), exp(2, "baseline", 7.0, "b"), exp(3, "keep", 4.0, "a")]
     per_tag = queries.overviews(exps)

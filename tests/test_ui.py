@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ratchet
-from ratchet.ledger import Ledger
 from ui_helpers import Served, build_study, get, proposals, serve
 
+from ratchet.errors import LedgerError
 from ratchet.models import Experiment
+from ratchet.store.ledger import Ledger
 from ratchet.study import load_study
 from ratchet.ui.data import StudyData, chart, overview
 
@@ -85,6 +86,9 @@ def test_overview_figures_equal_the_ledger(study: Path, served: Served) -> None:
     assert o["budget"] == [line for line in status if line.startswith(("budget ", "saved "))]
     crashed = sum(r["duration_s"] for r in rows if r["status"] == "crash")
     assert o["failed_s"] == pytest.approx(crashed, abs=0.01)
+    spend = {p["proposer"]: p["experiments"] for p in o["proposers"]}  # by the recorded proposer
+    assert spend == {"(baseline)": 1, "replay": 5}
+    assert {r["proposer"] for r in rows[1:]} == {"replay"}
 
 
 def test_overview_defaults_to_the_latest_tag(served: Served) -> None:
@@ -187,8 +191,12 @@ def test_the_dashboard_cannot_write_the_ledger(study: Path) -> None:
     data = StudyData(load_study(study))
     before = (study / ".ratchet" / "ledger.sqlite").read_bytes()
     assert len(data.experiments()) >= 8
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        data._connect().execute("INSERT INTO pins (tag, pins, created_at) VALUES ('x', '{}', 0)")
+    ledger = data._open()
+    assert ledger is not None
+    with pytest.raises(LedgerError, match="read-only"):
+        ledger.record_pins("x", {"a": "b"})
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):  # the file itself, too
+        ledger._db.execute("INSERT INTO pins (tag, pins, created_at) VALUES ('x', '{}', 0)")
     data.close()
     assert (study / ".ratchet" / "ledger.sqlite").read_bytes() == before
 

@@ -268,9 +268,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             f" {_change(base.metric, best.metric)}) {printable(best.description)}"
         )
     out.print("counts    " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
-    for line in _budget_lines(figures):
+    for line in queries.budget_lines(figures):
         out.print(line)
-    usage = _usage_line(study, figures)
+    spec = study.proposer
+    usage = queries.usage_line(
+        figures, max_tokens=spec.max_total_tokens, max_cost_usd=spec.max_cost_usd
+    )
     if usage:
         out.print(f"proposer  {usage}")
     for name in sorted({e.tag for e in experiments}):
@@ -284,23 +287,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
             out.print(f"running   {what} (tag {name}, pid {pid})")
     return 0
-
-
-def _budget_lines(figures: queries.Overview) -> list[str]:
-    """Where the budget went, and what rejecting and pruning saved (see ``queries.overview``)."""
-    spent = figures.failed_s
-    lines = [f"budget    {spent:.1f} s spent on candidates that crashed, timed out or were pruned"]
-    if figures.saved_rejecting_s is None or figures.saved_pruning_s is None:
-        return lines
-    early, pruned = figures.rejected_early, figures.pruned
-    proposals = f"{early} proposal{'' if early == 1 else 's'}"
-    runs = f"{pruned} run{'' if pruned == 1 else 's'}"
-    lines.append(
-        f"saved     ~{figures.saved_rejecting_s:.1f} s by rejecting {proposals} before running,"
-        f" ~{figures.saved_pruning_s:.1f} s by stopping {runs} early (estimates from median"
-        " durations)"
-    )
-    return lines
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -345,22 +331,6 @@ def _spend_cells(e: Experiment) -> tuple[str, str]:
     tokens = e.usage.input_tokens + e.usage.output_tokens
     cost = e.usage.cost_usd
     return (f"{tokens:,}" if tokens else "", f"${cost:.4f}" if cost else "")
-
-
-def _usage_line(study: Study, figures: queries.Overview) -> str:
-    """Tokens and cost the proposer spent, with the caps when set; "" when nothing was spent."""
-    tokens_in, tokens_out = figures.input_tokens, figures.output_tokens
-    if not tokens_in and not tokens_out:
-        return ""
-    spec = study.proposer
-    cost = figures.cost_usd
-    token_cap = f" of max {spec.max_total_tokens:,}" if spec.max_total_tokens else ""
-    cost_cap = f" of max ${spec.max_cost_usd:g}" if spec.max_cost_usd else ""
-    money = f", ${cost:.4f}{cost_cap}" if cost or cost_cap else " (no price set for the model)"
-    return (
-        f"{tokens_in + tokens_out:,} tokens ({tokens_in:,} in, {tokens_out:,} out){token_cap}"
-        + money
-    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -10,7 +10,10 @@ changes what is looked at, and a figure means the same wherever it is shown:
   "best"), its change, where the budget went, what rejecting and pruning saved,
   and what the proposer spent;
 - ``overviews``: one ``Overview`` per tag, for the dashboard;
-- ``detail``: one experiment's row with its rationale and the names of its logs.
+- ``detail``: one experiment's row with its rationale and the names of its logs;
+- ``budget_lines`` / ``usage_line``: ``ratchet status``'s budget and proposer lines,
+  shared with the dashboard so both print the same words;
+- ``lesson_of``: the journal's one-line lesson of an experiment within its history.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models import FAILED, JUDGED, Experiment, incumbent
-from .journal import confirmed
+from .journal import _parents, confirmed, lesson
 from .ledger import Ledger
 
 __all__ = [
@@ -37,6 +40,9 @@ __all__ = [
     "overviews",
     "detail",
     "change_pct",
+    "budget_lines",
+    "usage_line",
+    "lesson_of",
 ]
 
 LEDGER_FILE = Path(".ratchet") / "ledger.sqlite"
@@ -128,6 +134,26 @@ class Overview:
         base = self.baseline.metric if self.baseline else None
         return change_pct(base, self.incumbent.metric if self.incumbent else None)
 
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def after_baseline(self) -> int:
+        """Experiments that count towards the keep rate: all but the baseline and running ones."""
+        return self.total - self.counts.get("baseline", 0) - self.counts.get("running", 0)
+
+    @property
+    def keep_rate(self) -> float | None:
+        """Keeps per experiment after the baseline (as report.md has it), or None before any."""
+        after = self.after_baseline
+        return self.counts.get("keep", 0) / after if after else None
+
+    def improvement(self, goal: str) -> float | None:
+        """``change`` in the goal's direction: positive is better (as report.md's "% better")."""
+        pct = self.change
+        return None if pct is None else (-pct if goal == "minimize" else pct)
+
 
 def overview(exps: list[Experiment]) -> Overview:
     """What ``ratchet status`` shows about ``exps``.
@@ -173,3 +199,41 @@ def overviews(exps: list[Experiment]) -> dict[str, Overview]:
     for e in exps:
         tags.setdefault(e.tag, []).append(e)
     return {tag: overview(items) for tag, items in tags.items()}
+
+
+def budget_lines(figures: Overview) -> list[str]:
+    """Where the budget went, and what rejecting and pruning saved (see ``overview``)."""
+    spent = figures.failed_s
+    lines = [f"budget    {spent:.1f} s spent on candidates that crashed, timed out or were pruned"]
+    if figures.saved_rejecting_s is None or figures.saved_pruning_s is None:
+        return lines
+    early, pruned = figures.rejected_early, figures.pruned
+    proposals = f"{early} proposal{'' if early == 1 else 's'}"
+    runs = f"{pruned} run{'' if pruned == 1 else 's'}"
+    lines.append(
+        f"saved     ~{figures.saved_rejecting_s:.1f} s by rejecting {proposals} before running,"
+        f" ~{figures.saved_pruning_s:.1f} s by stopping {runs} early (estimates from median"
+        " durations)"
+    )
+    return lines
+
+
+def usage_line(figures: Overview, *, max_tokens: int | None, max_cost_usd: float | None) -> str:
+    """Tokens and cost the proposer spent, with the caps when set; "" when nothing was spent."""
+    tokens_in, tokens_out = figures.input_tokens, figures.output_tokens
+    if not tokens_in and not tokens_out:
+        return ""
+    cost = figures.cost_usd
+    token_cap = f" of max {max_tokens:,}" if max_tokens else ""
+    cost_cap = f" of max ${max_cost_usd:g}" if max_cost_usd else ""
+    money = f", ${cost:.4f}{cost_cap}" if cost or cost_cap else " (no price set for the model)"
+    return (
+        f"{tokens_in + tokens_out:,} tokens ({tokens_in:,} in, {tokens_out:,} out){token_cap}"
+        + money
+    )
+
+
+def lesson_of(e: Experiment, exps: list[Experiment], *, metric_name: str, goal: str) -> str:
+    """The journal's lesson of ``e``, judged against the metric of the commit it built on."""
+    parent_metric = _parents(exps).get(e.parent or "")
+    return lesson(e, parent_metric, metric_name=metric_name, goal=goal)

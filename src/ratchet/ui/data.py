@@ -6,17 +6,19 @@ read-only (``file:…?mode=ro``; WAL lets it read while ``ratchet run`` writes),
 never takes the tag's lock, and reads files only under the study's
 ``.ratchet/`` (logs) and through the git wrapper (diffs).
 
-Figures mean what they mean elsewhere, by calling the same code: rows are
-``ratchet log --json``'s rows (``commands._row``), the budget and proposer
-lines are ``ratchet status``'s (``_budget_lines``, ``_usage_line``), baseline,
-best, improvement and keep rate come from ``report.summarize``, and the chart
-follows ``progress.png`` (``report._frontier``, ``_y_range``, ``_better``).
-The only figure defined here is experiments per hour: finished experiments
-over the hours from the first experiment's start to the last one's end.
+Figures mean what they mean elsewhere, by reading through the shared read
+model ``store.queries``: rows are ``ratchet log --json``'s (``queries.row``),
+counts, baseline, incumbent ("best"), change, failed time and spend come from
+``queries.overview`` (as ``ratchet status`` has them), the budget and proposer
+lines are ``queries.budget_lines`` / ``usage_line``, the lesson is the
+journal's (``queries.lesson_of``), and the chart follows ``progress.png``
+(its frontier, y range and labels from ``report``). The only figure defined
+here is experiments per hour: finished experiments over the hours from the
+first experiment's start to the last one's end.
 
-A finished experiment never changes (the ledger is append-only), so it is
-decoded and serialized once and kept; a request over 10,000 experiments then
-costs one id query plus the rows still running or new.
+A finished experiment never changes (the ledger is append-only): the read-only
+``Ledger`` decodes it once, and its JSON is serialized once here; a request over
+10,000 experiments then costs one id query plus the rows still running or new.
 """
 
 from __future__ import annotations
@@ -24,27 +26,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from statistics import fmean
 from typing import Any
-from urllib.parse import quote
 
-from ..commands import _budget_lines, _row, _usage_line
-from ..errors import GitError
-from ..gitrepo import Repo
-from ..ledger import _EXPERIMENT_SQL, _SAMPLE_SQL, _experiment
-from ..memory import _parents, lesson
+from ..decide.prune import curve_key
+from ..decide.stats import spread
+from ..errors import GitError, LedgerError
+from ..git.repo import Repo
 from ..metrics import parse_output
-from ..models import Experiment
-from ..prune import curve_key
-from ..report import _better, _frontier, _short, _y_range, summarize
-from ..stats import spread
+from ..models import KEPT, Experiment, better
+from ..report import _frontier, _short, _y_range
+from ..store import queries
+from ..store.ledger import Ledger
 from ..study import Study
-from ..workspace import STATE_DIR
 
 __all__ = ["StudyData", "TABLE_FIELDS", "chart", "dumps", "lineage", "overview"]
 
@@ -57,7 +55,6 @@ TAIL_BYTES = 16_000  # of each log shown first (the end is what explains a failu
 FULL_LOG_BYTES = 2_000_000  # the most of one log served at once
 CURVE_BYTES = 8_000_000  # of a run log parsed for its progress curve
 LIVE_BYTES = 64_000  # of a running log read every second for its latest progress line
-FAILED = ("crash", "timeout", "pruned")  # as in `ratchet status`
 
 
 class StudyData:
@@ -65,19 +62,18 @@ class StudyData:
 
     def __init__(self, study: Study) -> None:
         self.study = study
-        self.state = (study.root / STATE_DIR).resolve()
-        self.path = self.state / "ledger.sqlite"
+        self.path = (study.root / queries.LEDGER_FILE).resolve()
+        self.state = self.path.parent
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        self._finished: dict[int, Experiment] = {}
+        self._ledger: Ledger | None = None
         self._json: dict[tuple[int, bool], bytes] = {}
         self._repo: Repo | None = None
         self._inode: tuple[int, int] | None = None
 
     # -- the ledger, read-only --
 
-    def _connect(self) -> sqlite3.Connection | None:
-        """The read-only connection, opened once the ledger exists (a study may not have run).
+    def _open(self) -> Ledger | None:
+        """The read-only ledger, opened once it exists (a study may not have run yet).
 
         A ledger moved aside or deleted (and perhaps made anew by the next
         ``ratchet run``) is noticed by its inode, and the old one forgotten.
@@ -87,73 +83,37 @@ class StudyData:
             inode: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
         except OSError:
             inode = None
-        if self._db is not None and inode != self._inode:
-            self._db.close()
-            self._db, self._finished, self._json = None, {}, {}
-        if self._db is None and inode is not None:
-            uri = f"file:{quote(str(self.path))}?mode=ro"
-            self._db = sqlite3.connect(
-                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5
-            )
+        if self._ledger is not None and inode != self._inode:
+            self._forget()
+        if self._ledger is None and inode is not None:
+            self._ledger = Ledger(self.path, read_only=True)
             self._inode = inode
-        return self._db
+        return self._ledger
+
+    def _forget(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+        self._ledger, self._inode, self._json = None, None, {}
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self._forget()
 
     def experiments(self) -> list[Experiment]:
         """Every experiment of the study, oldest first (finished ones decoded once)."""
         with self._lock:
-            db = self._connect()
-            if db is None:
-                return []
-            db.execute("BEGIN")
             try:
-                ids = [r[0] for r in db.execute("SELECT id FROM experiments ORDER BY id")]
-                todo = [i for i in ids if i not in self._finished]
-                fresh = self._load(db, todo[0]) if todo else {}
-            except sqlite3.OperationalError as exc:  # created by `ratchet run` a moment ago
+                ledger = self._open()
+                return ledger.experiments() if ledger else []
+            except LedgerError as exc:  # created by `ratchet run` a moment ago: no tables yet
                 if "no such table" not in str(exc):
                     raise
+                self._forget()  # its columns are read again once the tables exist
                 return []
-            finally:
-                db.execute("COMMIT")
-        return [self._finished.get(i) or fresh[i] for i in ids]
-
-    def _load(self, db: sqlite3.Connection, first: int) -> dict[int, Experiment]:
-        """Decode the experiments from id ``first`` on, as the Ledger does."""
-        where = "WHERE e.id >= ?"
-        rows = db.execute(f"{_EXPERIMENT_SQL} {where} ORDER BY e.id", (first,)).fetchall()
-        samples = db.execute(f"{_SAMPLE_SQL} {where} ORDER BY s.id", (first,)).fetchall()
-        values: dict[int, list[float]] = {}
-        extras: dict[int, str] = {}
-        for exp_id, value, extra in samples:
-            if value is not None:
-                values.setdefault(exp_id, []).append(value)
-            extras[exp_id] = extra
-        loaded = {r[0]: _experiment(r, values.get(r[0], []), extras.get(r[0])) for r in rows}
-        self._finished.update((i, e) for i, e in loaded.items() if e.status != "running")
-        return loaded
 
     def version(self) -> tuple[int, ...]:
         """A cheap fingerprint that changes whenever a row, sample or outcome is added."""
-        with self._lock:
-            db = self._connect()
-            if db is None:
-                return (0, 0, 0)
-            try:
-                row = db.execute(
-                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM experiments),"
-                    " (SELECT COUNT(*) FROM outcomes), (SELECT COALESCE(MAX(id), 0) FROM samples)"
-                ).fetchone()
-            except sqlite3.OperationalError as exc:
-                if "no such table" not in str(exc):
-                    raise
-                return (0, 0, 0)
-        return tuple(int(x) for x in row)
+        return fingerprint(self.experiments())
 
     def tags(self) -> list[str]:
         """Tags in the order they first appeared."""
@@ -174,7 +134,7 @@ class StudyData:
             key = (e.id, full)
             cached = self._json.get(key)
             if cached is None:
-                row = _row(e)
+                row = queries.row(e)
                 if not full:
                     row = {k: row[k] for k in TABLE_FIELDS}
                 cached = dumps(row)
@@ -193,11 +153,10 @@ class StudyData:
             return None
         goal, name = self.study.metric.goal, self.study.metric.name
         parent = _parent_experiment(exp, experiments)
-        parent_metric = _parents(experiments).get(exp.parent or "")
         return {
-            **_row(exp),
+            **queries.row(exp),
             "rationale": exp.rationale,
-            "lesson": lesson(exp, parent_metric, metric_name=name, goal=goal),
+            "lesson": queries.lesson_of(exp, experiments, metric_name=name, goal=goal),
             "parent_id": parent.id if parent else None,
             "incumbent": _samples_view(parent),
             "candidate": _samples_view(exp),
@@ -314,34 +273,40 @@ class StudyData:
 
 
 def overview(study: Study, experiments: list[Experiment], now: float) -> dict[str, Any]:
-    """The overview's figures for one tag's experiments (or all)."""
+    """The overview's figures for one tag's experiments (or all), as ``ratchet status`` has them."""
     goal = study.metric.goal
-    summary = summarize(experiments, goal)
-    kept = [e for e in experiments if e.status in ("baseline", "keep")]
-    incumbent = kept[-1] if kept else None
+    figures = queries.overview(experiments)
     by_proposer: dict[str, list[Experiment]] = {}
     for e in experiments:
-        name = e.meta.get("proposer") or ("(baseline)" if e.status == "baseline" else "unknown")
-        by_proposer.setdefault(str(name), []).append(e)
+        name = e.proposer or ("(baseline)" if e.status == "baseline" else "unknown")
+        by_proposer.setdefault(name, []).append(e)
     return {
         "study": study.name,
         "metric": study.metric.name,
         "goal": goal,
-        "total": summary.total,
-        "counts": summary.counts,
-        "baseline": _brief(summary.baseline),
-        "best": _brief(summary.best),
-        "incumbent": _brief(incumbent),
-        "improvement_pct": summary.improvement_pct,
-        "keeps": summary.keeps,
-        "after_baseline": summary.after_baseline,
-        "keep_rate": summary.keep_rate,
+        "total": figures.total,
+        "counts": figures.counts,
+        "baseline": _brief(figures.baseline),
+        "best": _brief(figures.incumbent),
+        "incumbent": _brief(figures.incumbent),
+        "improvement_pct": figures.improvement(goal),
+        "change_pct": figures.change,
+        "keeps": figures.counts.get("keep", 0),
+        "after_baseline": figures.after_baseline,
+        "keep_rate": figures.keep_rate,
         "per_hour": _per_hour(experiments, now),
-        "failed_s": round(sum(e.duration_s for e in experiments if e.status in FAILED), 3),
-        "budget": _budget_lines(experiments),
+        "failed_s": round(figures.failed_s, 3),
+        "budget": queries.budget_lines(figures),
         "proposers": [_spend(study, name, group) for name, group in sorted(by_proposer.items())],
-        "running": [_brief(e) for e in experiments if e.status == "running"],
+        "running": [_brief(e) for e in figures.running],
     }
+
+
+def fingerprint(experiments: Sequence[Experiment]) -> tuple[int, ...]:
+    """Changes whenever a row is added, one finishes, or a running one gets a sample."""
+    finished = sum(e.status != "running" for e in experiments)
+    samples = sum(len(e.samples) for e in experiments if e.status == "running")
+    return (experiments[-1].id if experiments else 0, finished, samples)
 
 
 def _brief(e: Experiment | None) -> dict[str, Any] | None:
@@ -365,13 +330,17 @@ def _per_hour(experiments: Sequence[Experiment], now: float) -> float | None:
 
 def _spend(study: Study, name: str, group: list[Experiment]) -> dict[str, Any]:
     """One proposer's tokens and cost, with `ratchet status`'s line for it."""
+    spec = study.proposer
+    figures = queries.overview(group)
     return {
         "proposer": name,
         "experiments": len(group),
         "input_tokens": sum(e.usage.input_tokens for e in group),
         "output_tokens": sum(e.usage.output_tokens for e in group),
         "cost_usd": round(sum(e.usage.cost_usd for e in group), 6),
-        "line": _usage_line(study, group),
+        "line": queries.usage_line(
+            figures, max_tokens=spec.max_total_tokens, max_cost_usd=spec.max_cost_usd
+        ),
     }
 
 
@@ -391,9 +360,9 @@ def chart(experiments: list[Experiment], goal: str) -> dict[str, Any]:
     kinds, best, running = [], [], None
     for e in experiments:
         kinds.append(_kind(e, lo, hi))
-        if e.status in ("baseline", "keep") and e.metric is not None:
+        if e.status in KEPT and e.metric is not None:
             metric = float(e.metric)
-            running = metric if running is None or _better(metric, running, goal) else running
+            running = metric if running is None or better(metric, running, goal) else running
         best.append(running)
     return {
         "id": [e.id for e in experiments],
