@@ -129,6 +129,9 @@ class Experiment:
     worker: str = ""  # which worker ran it (its worktree), "" before workers were recorded
     host: str = ""  # the machine it ran on
     proposer: str = ""  # what proposed it (mutate, llm, agent, replay, try); "" for measurements
+    parent_id: int | None = None  # the experiment it was built on (None: older rows, baseline)
+    island: int | None = None  # its lineage under the islands policy
+    node_kind: str = ""  # improve, debug or draft: what the search policy asked for
 
 
 @dataclass(frozen=True)

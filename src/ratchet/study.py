@@ -129,6 +129,9 @@ class EvaluatePhase(_Phase):
 class MetricSpec(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
     goal: Literal["minimize", "maximize"] = "minimize"
+    # Rules on the extra ``key: value`` lines (``constraints.py``): a keep that breaks one
+    # is discarded, the reason naming it. Checked at load (``_check_constraints``).
+    constraints: list[str] = []
 
 
 class DecisionSpec(_Section):
@@ -402,7 +405,18 @@ def load_study(directory: Path) -> Study:
     )
     _check_phases(path, study)
     _check_files(path, study)
+    _check_constraints(path, study)
     return study
+
+
+def _check_constraints(path: Path, study: Study) -> None:
+    """A constraint that does not parse fails here, before anything runs."""
+    from .constraints import parse_constraints
+
+    try:
+        parse_constraints(study.metric.constraints)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _check_phases(path: Path, study: Study) -> None:
