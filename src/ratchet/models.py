@@ -156,6 +156,8 @@ class Context:
     journal: str = ""  # compact lessons from earlier experiments, most relevant first
     workdir: str = ""  # the study directory inside the candidate worktree (agent proposers)
     seed: int = 0
+    readonly: dict[str, str] = field(default_factory=dict)  # [files] context: shown, not edited
+    limited: tuple[str, ...] = ()  # editable files whose EVOLVE-BLOCK regions alone may change
 
 
 def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:

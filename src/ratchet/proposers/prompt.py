@@ -167,6 +167,16 @@ def _files(context: Context) -> str:
         parts.append(f"\n## {path}\n\n```\n{numbered(context.files[path])}```\n")
     if not context.files:
         parts.append("\n(none exist yet: create one of the editable paths)\n")
+    if context.limited:
+        names = ", ".join(sorted(context.limited))
+        parts.append(
+            f"\nIn {names} only the lines between `EVOLVE-BLOCK-START` and `EVOLVE-BLOCK-END`"
+            " may change; every other line, the marker lines included, must stay as it is.\n"
+        )
+    if context.readonly:
+        parts.append("\n# Read-only context (do not edit these)\n")
+        for path in sorted(context.readonly):
+            parts.append(f"\n## {path}\n\n```\n{numbered(context.readonly[path])}```\n")
     return "".join(parts) + "\n"
 
 

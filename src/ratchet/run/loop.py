@@ -46,6 +46,7 @@ from ..models import BROKE, Context, Experiment, incumbent
 from ..observer import Observer
 from ..policies import Choice, Policy, make_policy
 from ..proposers.base import Proposer
+from ..proposers.regions import is_region_limited
 from ..store.journal import render_journal
 from ..study import Study
 from .trial import BaselineFailed, Bench, baseline, remeasure_incumbent, run_proposal, unproposed
@@ -185,6 +186,11 @@ def _context(bench: Bench, choice: Choice, files: dict[str, str]) -> Context:
         ),
         workdir=str(ws.study_dir),
         seed=len(history),
+        readonly={
+            name: (ws.study_dir / name).read_text(encoding="utf-8", errors="replace")
+            for name in ws.study.context_files(ws.study_dir)
+        },
+        limited=tuple(p for p in files if is_region_limited(p, ws.study.editable)),
     )
 
 
