@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("run", help="run the research loop")
     _dir_tag(p)
-    p.add_argument("--proposer", choices=("mutate", "llm", "agent", "replay"))
+    p.add_argument("--proposer", choices=("mutate", "sweep", "llm", "agent", "replay"))
     p.add_argument("--replay", type=Path, help="JSONL file of proposals (--proposer replay)")
     p.add_argument("--model", help="model name for the llm proposer")
     p.add_argument("--max-experiments", type=int, help="stop after N experiments (0: baseline)")
@@ -81,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         _dir_tag(p, default=None)
         if name == "log":
             p.add_argument("--json", action="store_true", help="print a JSON list")
+            p.add_argument(
+                "--tree", action="store_true", help="draw the lineage: children under parents"
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("show", help="one experiment: outcome, diff, logs")
@@ -309,6 +312,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(queries.rows(experiments), indent=2))
         return 0
+    if args.tree:
+        _print_tree(experiments, study.metric.name)
+        return 0
     table = Table(show_edge=False, header_style="bold")
     spend = any(e.usage.input_tokens or e.usage.output_tokens for e in experiments)
     checked = any(confirmed(e) is not None for e in experiments)
@@ -335,6 +341,17 @@ def cmd_log(args: argparse.Namespace) -> int:
         )
     _out().print(table)
     return 0
+
+
+def _print_tree(experiments: list[Experiment], metric: str) -> None:
+    """``log --tree``: one line per experiment, indented under the one it was built on."""
+    out = _out()
+    for depth, e in queries.lineage(experiments):
+        lead = "  " * (depth - 1) + "└─ " if depth else ""
+        value = f" {metric} {format_metric(e.metric)}" if e.metric is not None else ""
+        where = f" [island {e.island}]" if e.island is not None else ""
+        line = f"{lead}#{e.id} {e.status}{value}{where}  {printable(e.description)}"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 _CONFIRM_CELL = {True: "yes", False: "NO", None: ""}  # [confirm] result of a keep

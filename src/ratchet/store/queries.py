@@ -10,7 +10,8 @@ changes what is looked at, and a figure means the same wherever it is shown:
   "best"), its change, where the budget went, what rejecting and pruning saved,
   and what the proposer spent;
 - ``overviews``: one ``Overview`` per tag, for the dashboard;
-- ``detail``: one experiment's row with its rationale and the names of its logs.
+- ``detail``: one experiment's row with its rationale and the names of its logs;
+- ``lineage``: the experiments in tree order with their depth, for ``log --tree``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "overviews",
     "detail",
     "change_pct",
+    "lineage",
 ]
 
 LEDGER_FILE = Path(".ratchet") / "ledger.sqlite"
@@ -173,3 +175,23 @@ def overviews(exps: list[Experiment]) -> dict[str, Overview]:
     for e in exps:
         tags.setdefault(e.tag, []).append(e)
     return {tag: overview(items) for tag, items in tags.items()}
+
+
+def lineage(exps: list[Experiment]) -> list[tuple[int, Experiment]]:
+    """(depth, experiment) in depth-first order, children under the experiment they were
+    built on (``parent_id``, else found by the parent commit; roots: baselines and rows
+    whose parent is not in the list), oldest child first."""
+    from ..policies.base import parent_id  # the policies' one reading of a row's parent
+
+    known = {e.id for e in exps}
+    children: dict[int | None, list[Experiment]] = {}
+    for e in exps:
+        up = parent_id(e, exps) if e.status != "baseline" else None
+        children.setdefault(up if up in known and up != e.id else None, []).append(e)
+    out: list[tuple[int, Experiment]] = []
+    stack = [(0, e) for e in reversed(children.get(None, []))]
+    while stack:
+        depth, e = stack.pop()
+        out.append((depth, e))
+        stack.extend((depth + 1, c) for c in reversed(children.get(e.id, [])))
+    return out
