@@ -16,6 +16,7 @@ import pytest
 from conftest import FAST_TOML, make_repo, ratchet
 
 from ratchet import RunOptions, load_study, run_study
+from ratchet.constraints import broke
 from ratchet.decide.judge import StrictJudge
 from ratchet.errors import ConfigError
 from ratchet.models import Experiment
@@ -173,9 +174,9 @@ def test_a_violated_constraint_turns_a_keep_into_a_discard(tmp_path: Path, write
     _run(study, replay)
     _, fat, lean = _ledger(study)
     assert fat.status == "discard" and fat.reason.startswith(
-        'mem = 12 violates the constraint "mem <= 10"'
+        'constraint: mem = 12 violates the constraint "mem <= 10"'
     )
-    assert lean.status == "keep"
+    assert broke(fat.reason) and lean.status == "keep"
     assert _git(study, "show", "ratchet/main:value.txt") == "score: 3\nmem: 9"
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from ..constraints import parse_constraints, violation
+from ..constraints import PREFIX, parse_constraints, violation
 from ..decide import sampling as protocol
 from ..decide.dedupe import normalized_patch, patch_meta
 from ..decide.judge import Judge, noise
@@ -363,7 +363,8 @@ def _measure_candidate(
     status, reason = protocol.decided(verdict, len(samples))
     broken = _broken_constraint(study, fmean(samples), m.extras) if status == "keep" else None
     if broken:
-        return Outcome("discard", fmean(samples), f"{broken} (judged: {reason})", seconds)
+        reason = f"{PREFIX}{broken} (judged: {reason})"
+        return Outcome("discard", fmean(samples), reason, seconds)
     if status == "keep" and study.confirm is not None:
         against = protocol.confirm_reference(parent, reference)
         ok, why, spent = trial.confirm(against, m.extras)
