@@ -19,9 +19,10 @@ from ratchet import RunOptions, load_study, run_study
 from ratchet.constraints import broke
 from ratchet.decide.judge import StrictJudge
 from ratchet.errors import ConfigError
-from ratchet.models import Experiment
+from ratchet.models import Context, Experiment
 from ratchet.policies import IslandsPolicy, TreePolicy
 from ratchet.proposers import ReplayProposer
+from ratchet.proposers.prompt import build_prompt
 from ratchet.store import migrations
 from ratchet.store.ledger import Ledger
 
@@ -145,7 +146,11 @@ def test_edits_outside_a_region_or_to_a_context_file_are_rejected(
         {"description": "context", "edits": {"check.sh": "echo changed\n"}},
         {"description": "inside", "edits": {"prog.py": PROG.replace("B = 5", "B = 2")}},
     ])  # fmt: skip
-    _run(study, replay)
+    seen: list[Context] = []
+    proposer = ReplayProposer(replay)
+    original = proposer.propose
+    proposer.propose = lambda ctx: seen.append(ctx) or original(ctx)  # type: ignore[method-assign]
+    run_study(load_study(study), proposer, StrictJudge(), RunOptions())
     base, outside, context, inside = _ledger(study)
     assert outside.status == "rejected" and "prog.py line 1, outside the EVOLVE-BLOCK" in (
         outside.reason
@@ -153,6 +158,11 @@ def test_edits_outside_a_region_or_to_a_context_file_are_rejected(
     assert context.status == "rejected"
     assert context.reason == "policy: check.sh is a read-only context file of this study"
     assert (inside.status, inside.metric) == ("keep", 2.0)
+    # the LLM prompt shows the context file read-only and says which lines may change
+    assert seen[0].readonly == {"check.sh": "echo reference\n"}
+    prompt = build_prompt(seen[0], 32000).user
+    assert "# Read-only context (do not edit these)\n\n## check.sh" in prompt
+    assert "In prog.py only the lines between `EVOLVE-BLOCK-START`" in prompt
 
 
 def test_unbalanced_markers_fail_at_load_naming_the_file(tmp_path: Path) -> None:
