@@ -22,6 +22,7 @@ from ratchet.errors import ConfigError
 from ratchet.models import Context, Experiment
 from ratchet.policies import IslandsPolicy, TreePolicy
 from ratchet.proposers import ReplayProposer
+from ratchet.proposers.agent import agent_prompt
 from ratchet.proposers.prompt import build_prompt
 from ratchet.store import migrations
 from ratchet.store.ledger import Ledger
@@ -163,6 +164,9 @@ def test_edits_outside_a_region_or_to_a_context_file_are_rejected(
     prompt = build_prompt(seen[0], 32000).user
     assert "# Read-only context (do not edit these)\n\n## check.sh" in prompt
     assert "In prog.py only the lines between `EVOLVE-BLOCK-START`" in prompt
+    task = agent_prompt(seen[0], load_study(study))
+    assert "Read-only context, worth reading, never to be edited: check.sh." in task
+    assert "In prog.py change only the lines between the `EVOLVE-BLOCK-START`" in task
 
 
 def test_unbalanced_markers_fail_at_load_naming_the_file(tmp_path: Path) -> None:
