@@ -151,9 +151,15 @@ def _program(context: Context) -> str:
 def _objective(context: Context) -> str:
     better = "lower" if context.goal == "minimize" else "higher"
     inc = context.incumbent
+    applied = (
+        "your change is applied to it and compared with it."
+        if inc is None or not context.parent_commit or inc.commit == context.parent_commit
+        else "your change is applied to the files below (another node of the search) and"
+        " compared with the incumbent."
+    )
     best = (
         f"The incumbent (the current best, #{inc.id}) has {context.metric_name} ="
-        f" {_number(inc.metric)}; your change is applied to it and compared with it."
+        f" {_number(inc.metric)}; {applied}"
         if inc is not None and inc.metric is not None
         else "There is no measured incumbent yet."
     )

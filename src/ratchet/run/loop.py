@@ -113,7 +113,6 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
     ws, observer = bench.ws, bench.observer
     ends_at = time.monotonic() + options.hours * 3600 if options.hours else None
     ran, failures, stopped = 0, 0, "max-experiments reached"
-    rng = random.Random(f"{ws.study.name}/{ws.tag}")  # seeded: a run's choices can be replayed
     if linter() is None and any(p.endswith(".py") for p in ws.study.editable_files()):
         observer.message("note: ruff is not installed, so the lint stage (undefined names) is off")
     try:
@@ -129,7 +128,7 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
                 remeasure_incumbent(bench)
                 continue
             try:
-                exp = _experiment(bench, proposer, policy, rng)
+                exp = _experiment(bench, proposer, policy)
             except ProposalsExhausted as exc:
                 stopped = str(exc)
                 break
@@ -147,11 +146,15 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
     return _summary(ws, ran, stopped)
 
 
-def _experiment(
-    bench: Bench, proposer: Proposer, policy: Policy, rng: random.Random
-) -> Experiment:
-    """One full experiment: propose, then the trial (verify, commit, measure, judge, record)."""
-    choice = policy.choose(bench.mine(), rng, busy=())
+def _experiment(bench: Bench, proposer: Proposer, policy: Policy) -> Experiment:
+    """One full experiment: propose, then the trial (verify, commit, measure, judge, record).
+
+    The policy's random stream is seeded by the study, the tag and the number of
+    experiments so far, so a resumed run draws what an uninterrupted one would.
+    """
+    mine = bench.mine()
+    rng = random.Random(f"{bench.study.name}/{bench.ws.tag}/{len(mine)}")
+    choice = policy.choose(mine, rng, busy=())
     assert choice is not None and choice.parent.commit is not None  # a baseline exists
     parent = choice.parent
     files = bench.ws.checkout(parent.commit)
@@ -179,7 +182,7 @@ def _context(bench: Bench, choice: Choice, files: dict[str, str]) -> Context:
         metric_name=ws.study.metric.name,
         goal=ws.study.metric.goal,
         history=list(history),
-        incumbent=parent,
+        incumbent=choice.incumbent,  # what the candidate must beat (the files are parent's)
         last_failure_log=failures[-1].reason[-2000:] if failures else "",
         journal=render_journal(
             history, metric_name=ws.study.metric.name, goal=ws.study.metric.goal
