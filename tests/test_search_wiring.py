@@ -236,3 +236,25 @@ def test_a_ledger_from_the_previous_schema_gains_the_lineage_columns(tmp_path: P
         assert ledger.get(new).node_kind == "debug"
     finally:
         ledger.close()
+
+
+def test_a_debug_step_builds_on_the_crash_and_shows_its_failure(
+    fast_study: Path, write_replay
+) -> None:
+    tree = TreePolicy(goal="minimize", debug_probability=1.0, draft_probability=0.0)
+    replay = write_replay([
+        {"description": "broken", "edits": {"value.txt": "no number here\n"}},
+        {"description": "repaired", "edits": {"value.txt": "score: 4\n"}},
+    ])  # fmt: skip
+    seen: list[Context] = []
+    proposer = ReplayProposer(replay)
+    original = proposer.propose
+    proposer.propose = lambda ctx: seen.append(ctx) or original(ctx)  # type: ignore[method-assign]
+    run_study(load_study(fast_study), proposer, StrictJudge(), RunOptions(), policy=tree)
+    base, broken, repaired = _ledger(fast_study)
+    assert broken.status == "crash" and broken.node_kind == "improve"
+    assert (repaired.node_kind, repaired.parent_id) == ("debug", broken.id)
+    assert repaired.parent == broken.commit  # built on the crashed commit, judged against best
+    assert (repaired.status, repaired.metric) == ("keep", 4.0)
+    assert seen[1].last_failure_log == broken.reason[-2000:] and broken.reason
+    assert seen[1].files == {"value.txt": "no number here\n"}
