@@ -7,6 +7,7 @@ checked here are the ones a user would see.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from itertools import pairwise
@@ -214,6 +215,10 @@ def test_log_tree_draws_the_lineage(fast_study: Path, write_replay) -> None:
     indent = [len(r) - len(r.lstrip(" │├└─")) for r in rows]
     assert indent[0] < indent[1] == indent[2]  # both drafts are children of the baseline
     assert "keep" in rows[1] and "score 4" in rows[1]
+    listed = json.loads(ratchet("log", "--json", str(fast_study)).stdout)
+    assert [(r["parent_id"], r["node_kind"]) for r in listed] == [
+        (None, ""), (base.id, "draft"), (base.id, "draft"),
+    ]  # fmt: skip
 
 
 def test_a_ledger_from_the_previous_schema_gains_the_lineage_columns(tmp_path: Path) -> None:

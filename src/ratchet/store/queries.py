@@ -85,6 +85,9 @@ def row(e: Experiment) -> dict[str, Any]:
         "worker": e.worker,
         "host": e.host,
         "proposer": e.proposer,
+        "parent_id": e.parent_id,
+        "island": e.island,
+        "node_kind": e.node_kind,
     }
 
 
