@@ -8,6 +8,7 @@ checked here are the ones a user would see.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import subprocess
 from itertools import pairwise
@@ -24,6 +25,7 @@ from ratchet.models import Context, Experiment
 from ratchet.policies import IslandsPolicy, TreePolicy
 from ratchet.proposers import ReplayProposer
 from ratchet.proposers.agent import agent_prompt
+from ratchet.proposers.ensemble import EnsembleProposer, thompson_pick
 from ratchet.proposers.prompt import build_prompt
 from ratchet.store import migrations
 from ratchet.store.ledger import Ledger
@@ -263,3 +265,34 @@ def test_a_debug_step_builds_on_the_crash_and_shows_its_failure(
     assert (repaired.status, repaired.metric) == ("keep", 4.0)
     assert seen[1].last_failure_log == broken.reason[-2000:] and broken.reason
     assert seen[1].files == {"value.txt": "no number here\n"}
+
+
+def test_an_ensemble_takes_turns_and_status_shows_each_member(
+    fast_study: Path, tmp_path: Path
+) -> None:
+    members = []
+    for who, scores in (("good", (4, 3)), ("poor", (6, 7, 8))):
+        path = tmp_path / f"{who}.jsonl"
+        path.write_text("".join(json.dumps(p) + "\n" for p in _values(*scores)))
+        member = ReplayProposer(path)
+        member.name = who
+        members.append(member)
+    ensemble = EnsembleProposer(members, prior_seconds=10.0)
+    run_study(load_study(fast_study), ensemble, StrictJudge(), RunOptions())
+    exps = _ledger(fast_study)[1:]
+    assert len(exps) == 5 and {e.proposer for e in exps} == {"good", "poor"}
+    assert all(e.proposer == "good" for e in exps if e.status == "keep")
+    status = ratchet("status", str(fast_study)).stdout
+    assert "  good     2 keeps of 2 experiments" in status
+    assert "  poor     0 keeps of 3 experiments" in status
+    twice = ratchet("run", str(fast_study), "--proposer", "mutate", "--proposer", "mutate")
+    assert twice.returncode == 2 and "names a proposer twice" in twice.stderr
+    both = ratchet("run", str(fast_study), "--proposer", "replay", "--proposer", "mutate",
+                   "--replay", str(tmp_path / "good.jsonl"), "--max-experiments", "1")  # fmt: skip
+    assert both.returncode == 0, both.stderr  # the CLI builds the ensemble
+
+
+def test_thompson_sampling_favours_more_keeps_per_second() -> None:
+    rng = random.Random(0)
+    picks = [thompson_pick([(8, 100.0), (1, 100.0), (8, 800.0)], rng, 10.0) for _ in range(300)]
+    assert picks.count(0) > 200 and picks.count(1) + picks.count(2) > 0  # exploring still

@@ -59,7 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("run", help="run the research loop")
     _dir_tag(p)
-    p.add_argument("--proposer", choices=("mutate", "sweep", "llm", "agent", "replay"))
+    p.add_argument(
+        "--proposer",
+        action="append",
+        choices=("mutate", "sweep", "llm", "agent", "replay"),
+        help="repeat it to let several take turns (a bandit on keeps per second)",
+    )
     p.add_argument("--replay", type=Path, help="JSONL file of proposals (--proposer replay)")
     p.add_argument("--model", help="model name for the llm proposer")
     p.add_argument("--max-experiments", type=int, help="stop after N experiments (0: baseline)")
@@ -276,6 +281,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     usage = _usage_line(study, figures)
     if usage:
         out.print(f"proposer  {usage}")
+    members = queries.by_proposer(experiments)
+    if len(members) > 1:  # an ensemble, or several runs with different proposers
+        for who, (runs, keeps, seconds, dollars) in members.items():
+            cost = f", ${dollars:.2f}" if dollars else ""
+            out.print(f"  {who:<8} {keeps} keeps of {runs} experiments, {seconds:.1f} s{cost}")
     for name in sorted({e.tag for e in experiments}):
         pid = lock_holder(study, name)
         running = [e for e in figures.running if e.tag == name]

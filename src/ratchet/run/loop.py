@@ -163,8 +163,15 @@ def _experiment(bench: Bench, proposer: Proposer, policy: Policy) -> Experiment:
     except ProposalsExhausted:
         raise
     except ProposalError as exc:
+        bench.proposer = _who(proposer)
         return unproposed(bench, parent, exc, choice)
+    bench.proposer = _who(proposer)
     return run_proposal(bench, choice.incumbent, parent.commit, files, proposal, choice)
+
+
+def _who(proposer: Proposer) -> str:
+    """The name recorded on the row: an ensemble's member that answered, else the proposer."""
+    return str(getattr(proposer, "current", "") or proposer.name)
 
 
 def _context(bench: Bench, choice: Choice, files: dict[str, str]) -> Context:

@@ -39,6 +39,7 @@ __all__ = [
     "detail",
     "change_pct",
     "lineage",
+    "by_proposer",
 ]
 
 LEDGER_FILE = Path(".ratchet") / "ledger.sqlite"
@@ -198,3 +199,17 @@ def lineage(exps: list[Experiment]) -> list[tuple[int, Experiment]]:
         out.append((depth, e))
         stack.extend((depth + 1, c) for c in reversed(children.get(e.id, [])))
     return out
+
+
+def by_proposer(exps: list[Experiment]) -> dict[str, tuple[int, int, float, float]]:
+    """Per proposer that proposed something: (experiments, keeps, seconds, dollars)."""
+    table: dict[str, list[float]] = {}
+    for e in exps:
+        if not e.proposer:
+            continue  # a measurement (baseline, re-measure): nobody proposed it
+        row = table.setdefault(e.proposer, [0, 0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += e.status == "keep"
+        row[2] += e.duration_s
+        row[3] += e.usage.cost_usd
+    return {k: (int(r[0]), int(r[1]), r[2], r[3]) for k, r in sorted(table.items())}
