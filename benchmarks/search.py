@@ -10,8 +10,10 @@
 
 (b) also prints the median best-so-far after k experiments.
 
-Mode: a simulation of the loop, because ``run_study`` does not take a policy
-yet (the wiring lands with the restructure). It uses the real policies and
+Mode: a simulation of the loop (``run_study`` takes a policy now, but the
+simulation skips git, the ledger and the sandbox, so many seeds run in
+minutes; ``tests/test_search_wiring.py`` checks the wired loop). It uses the
+real policies and
 proposers, and runs every candidate with the study's own ``[run]`` and
 ``[evaluate]`` commands (subprocesses in a scratch copy of the study
 directory, ``RATCHET_SEED=0``, ``RATCHET_BUDGET``/``RATCHET_DEADLINE`` set),

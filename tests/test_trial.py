@@ -11,6 +11,7 @@ from ratchet.decide.judge import StrictJudge
 from ratchet.execute.phases import Candidate, Measurement
 from ratchet.models import Experiment
 from ratchet.observer import Observer
+from ratchet.policies import Choice
 from ratchet.proposers import ReplayProposer
 from ratchet.store.ledger import Ledger
 
@@ -39,9 +40,14 @@ class ScoreFromCommit:
         raise AssertionError("the study has no [confirm]")
 
 
-def always_the_baseline(experiments: list[Experiment]) -> Experiment | None:
+class AlwaysTheBaseline:
     """A policy that never builds on a keep: every change starts from the baseline."""
-    return next((e for e in experiments if e.status == "baseline"), None)
+
+    name = "always-the-baseline"
+
+    def choose(self, history: list[Experiment], rng: object, busy: object = ()) -> Choice | None:
+        base = next((e for e in history if e.status == "baseline"), None)
+        return None if base is None else Choice(base, base, reason="the baseline")
 
 
 class Events(Observer):
@@ -80,7 +86,7 @@ def test_an_injected_executor_and_policy_drive_the_loop(fast_study: Path, write_
         StrictJudge(),
         RunOptions(),
         executor=executor,
-        policy=always_the_baseline,
+        policy=AlwaysTheBaseline(),
     )
     exps = _ledger(fast_study)
     assert [(e.status, e.metric) for e in exps] == [
@@ -88,6 +94,7 @@ def test_an_injected_executor_and_policy_drive_the_loop(fast_study: Path, write_
     ]  # fmt: skip
     # each change was built on (and judged against) the baseline the policy picked
     assert {e.parent for e in exps[1:]} == {exps[0].commit}
+    assert {(e.parent_id, e.node_kind) for e in exps[1:]} == {(exps[0].id, "improve")}
     assert summary.best == 2.0 and summary.kept == 3
     # the executor was told each candidate's commit and experiment, matching the ledger
     assert [(c.exp_id, c.commit) for c in executor.seen] == [(e.id, e.commit) for e in exps]

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 
-__all__ = ["Constraint", "parse_constraint", "parse_constraints", "violation"]
+__all__ = [
+    "PREFIX", "Constraint", "parse_constraint", "parse_constraints", "violation", "broke"
+]  # fmt: skip
+
+# How the reason of a keep turned into a discard by a constraint starts (as "policy: "
+# starts a rejection's), so readers such as the sweep proposer can tell it (``broke``).
+PREFIX = "constraint: "
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -79,3 +85,8 @@ def violation(constraints: Sequence[Constraint], values: Mapping[str, float]) ->
         if not constraint.holds(value):
             return f'{constraint.name} = {value:g} violates the constraint "{constraint.text}"'
     return None
+
+
+def broke(reason: str) -> bool:
+    """True for the reason of a candidate discarded because it broke a constraint."""
+    return reason.startswith(PREFIX)

@@ -129,6 +129,9 @@ class Experiment:
     worker: str = ""  # which worker ran it (its worktree), "" before workers were recorded
     host: str = ""  # the machine it ran on
     proposer: str = ""  # what proposed it (mutate, llm, agent, replay, try); "" for measurements
+    parent_id: int | None = None  # the experiment it was built on (None: older rows, baseline)
+    island: int | None = None  # its lineage under the islands policy
+    node_kind: str = ""  # improve, debug or draft: what the search policy asked for
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class Context:
     journal: str = ""  # compact lessons from earlier experiments, most relevant first
     workdir: str = ""  # the study directory inside the candidate worktree (agent proposers)
     seed: int = 0
+    readonly: dict[str, str] = field(default_factory=dict)  # [files] context: shown, not edited
+    limited: tuple[str, ...] = ()  # editable files whose EVOLVE-BLOCK regions alone may change
 
 
 def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:

@@ -52,8 +52,13 @@ class StudySection(_Section):
 
 
 class FilesSpec(_Section):
+    """Globs: ``editable`` (``path:EVOLVE-BLOCK`` limits a file to its marked regions),
+    ``protected`` (never edited) and ``context`` (shown to the LLM and agent proposers,
+    read-only: a proposal editing one is rejected)."""
+
     editable: list[str] = Field(min_length=1)
     protected: list[str] = []
+    context: list[str] = []
 
 
 class _Phase(_Section):
@@ -129,6 +134,9 @@ class EvaluatePhase(_Phase):
 class MetricSpec(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
     goal: Literal["minimize", "maximize"] = "minimize"
+    # Rules on the extra ``key: value`` lines (``constraints.py``): a keep that breaks one
+    # is discarded, the reason naming it. Checked at load (``_check_constraints``).
+    constraints: list[str] = []
 
 
 class DecisionSpec(_Section):
@@ -268,7 +276,7 @@ class _StudyFile(_Section):
     @field_validator("files")
     @classmethod
     def _relative_globs(cls, files: FilesSpec) -> FilesSpec:
-        for pattern in [*files.editable, *files.protected]:
+        for pattern in [*files.editable, *files.protected, *files.context]:
             path = PurePosixPath(pattern)
             if path.is_absolute() or ".." in path.parts:
                 raise ValueError(f"pattern {pattern!r} must be relative to the study directory")
@@ -285,6 +293,7 @@ class Study(BaseModel):
     program: str
     editable: tuple[str, ...]
     protected: tuple[str, ...]
+    context: tuple[str, ...] = ()
     run: RunPhase
     evaluate: EvaluatePhase | None
     metric: MetricSpec
@@ -299,8 +308,21 @@ class Study(BaseModel):
         return self.root / CONFIG_NAME
 
     def is_editable(self, path: str) -> bool:
-        """True when ``path`` (relative, POSIX) matches an editable glob and no protected one."""
-        return matches(path, self.editable) and not self.is_protected(path)
+        """True when ``path`` (relative, POSIX) matches an editable glob (its regions, for a
+        ``:EVOLVE-BLOCK`` pattern) and no protected or context one."""
+        return (
+            matches(path, _globs(self.editable))
+            and not self.is_protected(path)
+            and not self.is_context(path)
+        )
+
+    def is_context(self, path: str) -> bool:
+        """A read-only ``[files] context`` file: shown to proposers, never edited."""
+        return matches(path, self.context)
+
+    def context_files(self, root: Path | None = None) -> list[str]:
+        """Context files that exist under ``root`` (default: the study directory)."""
+        return _expand(root or self.root, self.context)
 
     def is_protected(self, path: str) -> bool:
         """ratchet.toml and the program are always protected, whatever the globs say."""
@@ -360,9 +382,16 @@ def _closure(states: set[int], pattern: list[str]) -> set[int]:
     return done
 
 
+def _globs(patterns: tuple[str, ...] | list[str]) -> list[str]:
+    """The globs of ``patterns``, a ``:EVOLVE-BLOCK`` suffix taken off (``regions``)."""
+    from .proposers.regions import split_pattern  # proposers/ imports this module
+
+    return [split_pattern(pattern)[0] for pattern in patterns]
+
+
 def _expand(root: Path, patterns: tuple[str, ...] | list[str]) -> list[str]:
     found: set[str] = set()
-    for pattern in patterns:
+    for pattern in _globs(patterns):
         for hit in root.glob(pattern):
             if hit.is_file() and ".ratchet" not in hit.relative_to(root).parts:
                 found.add(hit.relative_to(root).as_posix())
@@ -391,6 +420,7 @@ def load_study(directory: Path) -> Study:
         program=parsed.study.program,
         editable=tuple(parsed.files.editable),
         protected=tuple(parsed.files.protected),
+        context=tuple(parsed.files.context),
         run=parsed.run,
         evaluate=parsed.evaluate,
         metric=parsed.metric,
@@ -402,7 +432,18 @@ def load_study(directory: Path) -> Study:
     )
     _check_phases(path, study)
     _check_files(path, study)
+    _check_constraints(path, study)
     return study
+
+
+def _check_constraints(path: Path, study: Study) -> None:
+    """A constraint that does not parse fails here, before anything runs."""
+    from .constraints import parse_constraints
+
+    try:
+        parse_constraints(study.metric.constraints)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _check_phases(path: Path, study: Study) -> None:
@@ -429,11 +470,30 @@ def _check_files(path: Path, study: Study) -> None:
                 f"{path}: [files] editable pattern {pattern!r} matches no file in {study.root}"
                 " — fix the pattern or create the file"
             )
+    from .proposers.regions import find_regions, is_region_limited
+
     for name in study.editable_files():
         if study.is_protected(name):
             raise ConfigError(
                 f"{path}: {name} is both editable and protected"
                 " — remove it from [files] editable or from [files] protected"
+            )
+        if study.is_context(name):
+            raise ConfigError(
+                f"{path}: {name} is both editable and a read-only context file"
+                " — remove it from [files] editable or from [files] context"
+            )
+        if is_region_limited(name, study.editable):
+            text = (study.root / name).read_text(encoding="utf-8", errors="replace")
+            try:
+                find_regions(name, text)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+    for pattern in study.context:
+        if not _expand(study.root, [pattern]):
+            raise ConfigError(
+                f"{path}: [files] context pattern {pattern!r} matches no file in {study.root}"
+                " — fix the pattern or create the file"
             )
     if not (study.root / study.program).is_file():
         raise ConfigError(

@@ -59,7 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("run", help="run the research loop")
     _dir_tag(p)
-    p.add_argument("--proposer", choices=("mutate", "llm", "agent", "replay"))
+    p.add_argument(
+        "--proposer",
+        action="append",
+        choices=("mutate", "sweep", "llm", "agent", "replay"),
+        help="repeat it to let several take turns (a bandit on keeps per second)",
+    )
     p.add_argument("--replay", type=Path, help="JSONL file of proposals (--proposer replay)")
     p.add_argument("--model", help="model name for the llm proposer")
     p.add_argument("--max-experiments", type=int, help="stop after N experiments (0: baseline)")
@@ -81,6 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         _dir_tag(p, default=None)
         if name == "log":
             p.add_argument("--json", action="store_true", help="print a JSON list")
+            p.add_argument(
+                "--tree", action="store_true", help="draw the lineage: children under parents"
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("show", help="one experiment: outcome, diff, logs")
@@ -276,6 +284,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     if usage:
         out.print(f"proposer  {usage}")
+    members = queries.by_proposer(experiments)
+    if len(members) > 1:  # an ensemble, or several runs with different proposers
+        for who, (runs, keeps, seconds, dollars) in members.items():
+            cost = f", ${dollars:.2f}" if dollars else ""
+            out.print(f"  {who:<8} {keeps} keeps of {runs} experiments, {seconds:.1f} s{cost}")
     for name in sorted({e.tag for e in experiments}):
         pid = lock_holder(study, name)
         running = [e for e in figures.running if e.tag == name]
@@ -294,6 +307,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     experiments = _experiments(study, args.tag)
     if args.json:
         print(json.dumps(queries.rows(experiments), indent=2))
+        return 0
+    if args.tree:
+        _print_tree(experiments, study.metric.name)
         return 0
     table = Table(show_edge=False, header_style="bold")
     spend = any(e.usage.input_tokens or e.usage.output_tokens for e in experiments)
@@ -321,6 +337,17 @@ def cmd_log(args: argparse.Namespace) -> int:
         )
     _out().print(table)
     return 0
+
+
+def _print_tree(experiments: list[Experiment], metric: str) -> None:
+    """``log --tree``: one line per experiment, indented under the one it was built on."""
+    out = _out()
+    for depth, e in queries.lineage(experiments):
+        lead = "  " * (depth - 1) + "└─ " if depth else ""
+        value = f" {metric} {format_metric(e.metric)}" if e.metric is not None else ""
+        where = f" [island {e.island}]" if e.island is not None else ""
+        line = f"{lead}#{e.id} {e.status}{value}{where}  {printable(e.description)}"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 _CONFIRM_CELL = {True: "yes", False: "NO", None: ""}  # [confirm] result of a keep

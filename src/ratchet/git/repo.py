@@ -64,7 +64,9 @@ GIT_MISSING = (
 )
 FALLBACK_NAME = "Ratchet"
 FALLBACK_EMAIL = "ratchet@localhost"
-OWN_REF_PREFIXES = ("refs/ratchet/", "refs/heads/ratchet/")
+# ``ratchet-island/<tag>/<k>``: the islands policy's branches. They cannot live under
+# ``ratchet/<tag>/`` because git refuses a ref below another ref (``ratchet/<tag>``).
+OWN_REF_PREFIXES = ("refs/ratchet/", "refs/heads/ratchet/", "refs/heads/ratchet-island/")
 # Options on every call: no hooks, no fsmonitor daemons in our worktrees, no
 # opportunistic index refresh in the user's checkout, no signing prompts.
 GLOBAL_OPTIONS = tuple(
@@ -331,6 +333,26 @@ class Repo:
         if len(fields) != 3 or fields[1] != b"blob":
             return None
         return rest[: int(fields[2])]
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """True when commit ``a`` is in ``b``'s history (``a == b`` included)."""
+        proc = _run_git(
+            ["merge-base", "--is-ancestor", a, b], cwd=self.root, env=self._env, ok=(0, 1)
+        )
+        return proc.returncode == 0
+
+    def merge_commit(self, head: str, other: str, message: str) -> str:
+        """A commit whose parents are ``head`` and ``other`` and whose tree is ``other``'s.
+
+        Not a merge of contents: it records that the branch now carries ``other``
+        while keeping ``head``'s history (see ``Workspace.record_refs``).
+        """
+        out = _run_git(
+            ["commit-tree", f"{other}^{{tree}}", "-p", head, "-p", other, "-m", message],
+            cwd=self.root,
+            env=self._commit_env(),
+        ).stdout
+        return out.decode().strip()
 
     def diff(self, a: str, b: str) -> str:
         """Unified diff from commit ``a`` to commit ``b`` (plumbing: user diff config ignored)."""

@@ -10,10 +10,11 @@ lineage fields that the loop records with each experiment it starts from a
   commit alone is ambiguous once a node can be re-measured or rebased);
 - ``island``: the lineage (``islands`` policy) the experiment belongs to.
 
-Until the ledger has columns for them they are read from ``Experiment.meta``
-(``meta["parent_id"]``, ``meta["island"]``); where ``parent_id`` is missing it
-is recovered from the parent commit (the latest experiment with that commit),
-so histories written before this seam still work.
+They are ledger columns (migration 4), loaded into ``Experiment.parent_id`` and
+``Experiment.island``; ``meta["parent_id"]`` / ``meta["island"]`` are still read
+when the field is empty (plain test data). Where ``parent_id`` is missing it is
+recovered from the parent commit (the latest experiment with that commit), so
+histories written before the lineage columns still work.
 
 The loop calls ``choose`` once per experiment, just before proposing. With
 several workers, each passes the ``busy`` choices still in flight: ``tree``
@@ -98,7 +99,9 @@ class Policy(Protocol):
 
 def parent_id(exp: Experiment, history: Sequence[Experiment]) -> int | None:
     """The id of the experiment ``exp`` was built on: recorded, else found by commit."""
-    recorded = exp.meta.get("parent_id") if isinstance(exp.meta, dict) else None
+    recorded = exp.parent_id
+    if recorded is None and isinstance(exp.meta, dict):
+        recorded = exp.meta.get("parent_id")
     if isinstance(recorded, int) and not isinstance(recorded, bool):
         return recorded
     if exp.parent is None:
@@ -111,7 +114,9 @@ def parent_id(exp: Experiment, history: Sequence[Experiment]) -> int | None:
 
 def island_of(exp: Experiment) -> int | None:
     """The island recorded for ``exp`` (None outside the islands policy)."""
-    island = exp.meta.get("island") if isinstance(exp.meta, dict) else None
+    island = exp.island
+    if island is None and isinstance(exp.meta, dict):
+        island = exp.meta.get("island")
     return island if isinstance(island, int) and not isinstance(island, bool) else None
 
 

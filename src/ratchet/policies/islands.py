@@ -1,7 +1,7 @@
 """The islands policy: K lineages climbing side by side, with migration and restarts.
 
 Each island is a greedy climber with its own incumbent (in git: its own
-branch ``ratchet/<tag>/island-<k>``, which only fast-forwards). Islands keep
+branch ``ratchet-island/<tag>/<k>``, which only moves forward). Islands keep
 the search from putting every experiment into the first basin it finds.
 
 - **Which island next**: the one with the fewest experiments so far (the

@@ -8,6 +8,7 @@ from ..errors import ConfigError, ProposalError
 from ..study import Study
 from .agent import AgentProposer, make_agent_proposer
 from .base import Proposer
+from .ensemble import EnsembleProposer
 from .llm import LLMProposer, make_llm_proposer
 from .mutate import MutateProposer
 from .replay import ReplayProposer
@@ -20,14 +21,32 @@ __all__ = [
     "MutateProposer",
     "ReplayProposer",
     "SweepProposer",
+    "EnsembleProposer",
     "make_proposer",
 ]
 
 
 def make_proposer(
-    study: Study, kind: str | None = None, replay: Path | None = None, model: str | None = None
+    study: Study,
+    kind: str | list[str] | None = None,
+    replay: Path | None = None,
+    model: str | None = None,
 ) -> Proposer:
-    """The proposer named on the command line, else the one in ``[proposer] kind``."""
+    """The proposer named on the command line, else the one in ``[proposer] kind``.
+
+    Several names (``--proposer llm --proposer sweep``) make an ``EnsembleProposer``.
+    """
+    if isinstance(kind, list) and len(kind) > 1:
+        if len(set(kind)) < len(kind):
+            raise ConfigError(
+                f"--proposer names a proposer twice ({', '.join(kind)}) — name each once"
+            )
+        if model and "llm" not in kind:
+            raise ConfigError("--model applies to the llm proposer, not these — drop --model")
+        members = [make_proposer(study, k, replay, model if k == "llm" else None) for k in kind]
+        return EnsembleProposer(members, prior_seconds=study.run.budget)
+    if isinstance(kind, list):
+        kind = kind[0] if kind else None
     kind = kind or study.proposer.kind
     if model and kind != "llm":
         raise ConfigError(f"--model applies to the llm proposer, not {kind} — drop --model")

@@ -377,6 +377,16 @@ def agent_prompt(context: Context, study: Study) -> str:
         f" characters) to the file {DESCRIPTION_FILE} in this directory.",
         "## Research program\n" + context.program.strip(),
     ]
+    if context.readonly:
+        parts[2] += (
+            f"\n- Read-only context, worth reading, never to be edited:"
+            f" {', '.join(sorted(context.readonly))}."
+        )
+    if context.limited:
+        parts[2] += (
+            f"\n- In {', '.join(sorted(context.limited))} change only the lines between"
+            " the `EVOLVE-BLOCK-START` and `EVOLVE-BLOCK-END` comments (keep the markers)."
+        )
     history = _history(context.history, context.tag)
     if history:
         parts.append("## Recent experiments (oldest first)\n" + history)

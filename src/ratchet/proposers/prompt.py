@@ -151,9 +151,15 @@ def _program(context: Context) -> str:
 def _objective(context: Context) -> str:
     better = "lower" if context.goal == "minimize" else "higher"
     inc = context.incumbent
+    applied = (
+        "your change is applied to it and compared with it."
+        if inc is None or not context.parent_commit or inc.commit == context.parent_commit
+        else "your change is applied to the files below (another node of the search) and"
+        " compared with the incumbent."
+    )
     best = (
         f"The incumbent (the current best, #{inc.id}) has {context.metric_name} ="
-        f" {_number(inc.metric)}; your change is applied to it and compared with it."
+        f" {_number(inc.metric)}; {applied}"
         if inc is not None and inc.metric is not None
         else "There is no measured incumbent yet."
     )
@@ -167,6 +173,16 @@ def _files(context: Context) -> str:
         parts.append(f"\n## {path}\n\n```\n{numbered(context.files[path])}```\n")
     if not context.files:
         parts.append("\n(none exist yet: create one of the editable paths)\n")
+    if context.limited:
+        names = ", ".join(sorted(context.limited))
+        parts.append(
+            f"\nIn {names} only the lines between `EVOLVE-BLOCK-START` and `EVOLVE-BLOCK-END`"
+            " may change; every other line, the marker lines included, must stay as it is.\n"
+        )
+    if context.readonly:
+        parts.append("\n# Read-only context (do not edit these)\n")
+        for path in sorted(context.readonly):
+            parts.append(f"\n## {path}\n\n```\n{numbered(context.readonly[path])}```\n")
     return "".join(parts) + "\n"
 
 

@@ -38,7 +38,7 @@ class ReplayProposer:
 
     def propose(self, context: Context) -> Proposal:
         """The first proposal after the highest ``replay_line`` recorded under ``context.tag``."""
-        done = _last_replayed(context)
+        done = _last_replayed(context, self.name)
         for number, proposal in read_replay_file(self.path):
             if number > done:
                 return proposal
@@ -48,12 +48,16 @@ class ReplayProposer:
         )
 
 
-def _last_replayed(context: Context) -> int:
-    """The highest replay line already used by this tag (0 when none)."""
+def _last_replayed(context: Context, name: str) -> int:
+    """The highest replay line this proposer already used in this tag (0 when none).
+
+    Rows proposed by another member of an ensemble are not its lines; rows from
+    before proposers were recorded (``""``) are.
+    """
     lines = [
         e.meta.get("replay_line")
         for e in context.history
-        if e.tag == context.tag and isinstance(e.meta, dict)
+        if e.tag == context.tag and isinstance(e.meta, dict) and e.proposer in ("", name)
     ]
     return max((n for n in lines if type(n) is int), default=0)
 

@@ -27,12 +27,11 @@ Decisions worth knowing:
   of this tag with its recorded params (``Proposal.meta["params"]``) and the
   metric the judge decided on (for the noise-aware judge, the value it kept
   or discarded on, not a single noisy sample); crashes, timeouts,
-  rejections and runs that broke a ``[metric] constraint`` (recorded as
-  ``meta["violated"]``) are told as failed trials, pruned runs as pruned
-  ones. Then it
-  asks for one trial and writes its values into the literals. No storage
-  file, no state outside the ledger: a resumed run continues the same
-  search.
+  rejections and runs that broke a ``[metric] constraint`` (a discard whose
+  reason starts ``constraint: ``, ``constraints.broke``) are told as failed
+  trials, pruned runs as pruned ones. Then it asks for one trial and
+  writes its values into the literals. No storage file, no state outside
+  the ledger: a resumed run continues the same search.
 - **A stable space**: the auto space is fixed by the first sweep proposal
   and recorded in its meta, so later calls (from other parents) reuse it
   rather than re-centring on the incumbent. The baseline, when the space
@@ -53,6 +52,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..constraints import broke
 from ..errors import ConfigError, ProposalsExhausted
 from ..models import Context, Experiment, Proposal
 from ..study import SpaceParam
@@ -314,7 +314,7 @@ def _trials(
             continue
         if not isinstance(params, dict) or not _fits(params, distributions):
             continue
-        if meta.get("violated"):  # a [metric] constraint failed: its metric does not count
+        if meta.get("violated") or broke(exp.reason):  # a [metric] constraint failed
             state, value = TrialState.FAIL, None
         elif exp.status in ("baseline", "keep", "discard") and _finite(exp.metric):
             state, value = TrialState.COMPLETE, exp.metric

@@ -1,7 +1,7 @@
 """The research loop, top to bottom.
 
     baseline (samples) ─▶ [re-measure the incumbent every N]
-      ─▶ policy.pick_parent ─▶ propose ─▶ trial: verify + dedupe ─▶ commit ─▶ smoke
+      ─▶ policy.choose ─▶ propose ─▶ trial: verify + dedupe ─▶ commit ─▶ smoke
       ─▶ measure (pruned early when clearly worse) ─▶ judge (more samples?) ─▶ [confirm]
       ─▶ record (+ keep, journal)
 
@@ -17,15 +17,24 @@ proposals (verify, dedupe) cost no budget.
 The executor and the policy are seams: ``run_study(..., executor=..., policy=...)``
 takes any object with ``BaseExecutor``'s methods (a test passes a function
 wrapped in one, so the loop runs in milliseconds without processes) and any
-``Policy`` (a pure function of the tag's history); by default the local process
-executor and the greedy ``pick_parent``.
+``policies.Policy``; by default the local process executor and the policy
+``[search] policy`` names (greedy, tree or islands).
+
+Per experiment the policy's ``Choice`` says where to start: its parent's commit
+is checked out and built on, the candidate is judged against its incumbent, a
+``debug`` choice shows the proposer that node's failure, and the row records
+the lineage (parent id, island, kind). A keep moves ``ratchet/<tag>`` forward
+only: a fast-forward, or a merge commit carrying the new incumbent when the
+keep does not descend from the branch head (tree, islands), so no kept commit
+leaves its history; under islands the keep also moves its island's own branch
+``ratchet-island/<tag>/<k>`` the same way (``workspace.carry``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..decide.judge import Judge
@@ -35,8 +44,9 @@ from ..execute.base import BaseExecutor
 from ..execute.phases import Executor
 from ..models import BROKE, Context, Experiment, incumbent
 from ..observer import Observer
-from ..policies import pick_parent
+from ..policies import Choice, Policy, make_policy
 from ..proposers.base import Proposer
+from ..proposers.regions import is_region_limited
 from ..store.journal import render_journal
 from ..study import Study
 from .trial import BaselineFailed, Bench, baseline, remeasure_incumbent, run_proposal, unproposed
@@ -44,9 +54,6 @@ from .verify import linter
 from .workspace import Workspace
 
 __all__ = ["RunOptions", "RunSummary", "BaselineFailed", "Policy", "run_study"]
-
-# The policy seam: this tag's history in, the experiment to build on out (pure).
-Policy = Callable[[Sequence[Experiment]], "Experiment | None"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,8 @@ def run_study(
                 study, pinned=workspace.pinned, observer=observer, budget=options.budget
             )
         bench = Bench(workspace, executor, judge, observer, proposer=proposer.name)
-        summary = _loop(bench, proposer, policy or pick_parent, options)
+        policy = policy or make_policy(study.search, study.metric.goal)
+        summary = _loop(bench, proposer, policy, options)
     except BaseException:
         # The first error is the one to report (a full disk while writing the ledger,
         # say); a second failure of the export must not replace it.
@@ -139,22 +147,39 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
 
 
 def _experiment(bench: Bench, proposer: Proposer, policy: Policy) -> Experiment:
-    """One full experiment: propose, then the trial (verify, commit, measure, judge, record)."""
-    parent = policy(bench.mine())
-    assert parent is not None and parent.commit is not None
+    """One full experiment: propose, then the trial (verify, commit, measure, judge, record).
+
+    The policy's random stream is seeded by the study, the tag and the number of
+    experiments so far, so a resumed run draws what an uninterrupted one would.
+    """
+    mine = bench.mine()
+    rng = random.Random(f"{bench.study.name}/{bench.ws.tag}/{len(mine)}")
+    choice = policy.choose(mine, rng, busy=())
+    assert choice is not None and choice.parent.commit is not None  # a baseline exists
+    parent = choice.parent
     files = bench.ws.checkout(parent.commit)
     try:
-        proposal = proposer.propose(_context(bench, parent, files))
+        proposal = proposer.propose(_context(bench, choice, files))
     except ProposalsExhausted:
         raise
     except ProposalError as exc:
-        return unproposed(bench, parent, exc)
-    return run_proposal(bench, parent, parent.commit, files, proposal)
+        bench.proposer = _who(proposer)
+        return unproposed(bench, parent, exc, choice)
+    bench.proposer = _who(proposer)
+    return run_proposal(bench, choice.incumbent, parent.commit, files, proposal, choice)
 
 
-def _context(bench: Bench, parent: Experiment, files: dict[str, str]) -> Context:
-    ws, history = bench.ws, bench.history
+def _who(proposer: Proposer) -> str:
+    """The name recorded on the row: an ensemble's member that answered, else the proposer."""
+    return str(getattr(proposer, "current", "") or proposer.name)
+
+
+def _context(bench: Bench, choice: Choice, files: dict[str, str]) -> Context:
+    """What the proposer sees; a ``debug`` choice shows the failure of the node to repair."""
+    ws, history, parent = bench.ws, bench.history, choice.parent
     failures = [e for e in history if e.status in BROKE and e.tag == ws.tag]
+    if choice.kind == "debug":
+        failures = [parent]
     return Context(
         study_name=ws.study.name,
         tag=ws.tag,
@@ -164,13 +189,18 @@ def _context(bench: Bench, parent: Experiment, files: dict[str, str]) -> Context
         metric_name=ws.study.metric.name,
         goal=ws.study.metric.goal,
         history=list(history),
-        incumbent=parent,
+        incumbent=choice.incumbent,  # what the candidate must beat (the files are parent's)
         last_failure_log=failures[-1].reason[-2000:] if failures else "",
         journal=render_journal(
             history, metric_name=ws.study.metric.name, goal=ws.study.metric.goal
         ),
         workdir=str(ws.study_dir),
         seed=len(history),
+        readonly={
+            name: (ws.study_dir / name).read_text(encoding="utf-8", errors="replace")
+            for name in ws.study.context_files(ws.study_dir)
+        },
+        limited=tuple(p for p in files if is_region_limited(p, ws.study.editable)),
     )
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from ..constraints import PREFIX, parse_constraints, violation
 from ..decide import sampling as protocol
 from ..decide.dedupe import normalized_patch, patch_meta
 from ..decide.judge import Judge, noise
@@ -42,6 +43,7 @@ from ..execute.phases import Candidate, Measurement
 from ..metrics import MetricParser, ProgressPoint
 from ..models import Experiment, Proposal, Usage, incumbent
 from ..observer import Observer
+from ..policies.base import Choice
 from ..store.journal import write_journal
 from ..study import Study
 from .verify import dedupe, diff_stats, verify
@@ -96,6 +98,7 @@ class Trial:
         self.bench = bench
         self.id = exp_id
         self.commit = commit
+        self.island: int | None = None  # whose island branch a keep also moves
 
     @classmethod
     def start(
@@ -109,11 +112,14 @@ class Trial:
         meta: dict[str, Any] | None = None,
         usage: Usage | None = None,
         proposed: bool = False,
+        choice: Choice | None = None,
     ) -> Trial:
         """The ``running`` row, written before anything runs.
 
         ``proposed``: the row is the proposer's (a proposal, or its failure), so it
         records the proposer's name; a measurement (baseline, re-measure) has none.
+        ``choice``: the search policy's answer it was built from (its lineage:
+        parent experiment, island, kind of node), recorded with the row.
         """
         ws = bench.ws
         exp_id = ws.ledger.start(
@@ -129,8 +135,13 @@ class Trial:
             worker=bench.worker,
             host=bench.host,
             proposer=bench.proposer if proposed else "",
+            parent_id=choice.parent.id if choice else None,
+            island=choice.island if choice else None,
+            node_kind=choice.kind if choice else "",
         )
-        return cls(bench, exp_id, commit)
+        trial = cls(bench, exp_id, commit)
+        trial.island = choice.island if choice else None
+        return trial
 
     def candidate(self, seed: int) -> Candidate:
         plain = self.bench.ws.candidate(self.id, seed)
@@ -193,7 +204,7 @@ class Trial:
             reason=outcome.reason,
             duration_s=outcome.seconds,
         )
-        ws.record_refs(self.id, self.commit, kept=outcome.status == "keep")
+        ws.record_refs(self.id, self.commit, kept=outcome.status == "keep", island=self.island)
         ws.export()
         exp = ws.ledger.get(self.id)
         insort(bench.history, exp, key=lambda e: e.id)  # a top-up finishes before its candidate
@@ -274,12 +285,19 @@ def _measure_baseline(trial: Trial) -> Outcome:
 
 
 def run_proposal(
-    bench: Bench, parent: Experiment, base: str, files: dict[str, str], proposal: Proposal
+    bench: Bench,
+    parent: Experiment,
+    base: str,
+    files: dict[str, str],
+    proposal: Proposal,
+    choice: Choice | None = None,
 ) -> Experiment:
     """Verify, commit on ``base``, record, smoke, then sample and judge against ``parent``.
 
-    ``ratchet run`` builds on the incumbent (``base`` is its commit); ``ratchet
-    try`` builds on the user's HEAD and judges against the tag's incumbent.
+    ``ratchet run`` builds on the node its policy chose (``base`` is that node's
+    commit, ``parent`` the policy's incumbent to beat, ``choice`` the lineage
+    recorded); ``ratchet try`` builds on the user's HEAD and judges against the
+    tag's incumbent.
     """
     ws = bench.ws
     patch = normalized_patch(files, proposal.edits)
@@ -292,7 +310,7 @@ def run_proposal(
     meta = {**proposal.meta, "diff": diff, **patch_meta(patch)}
     trial = Trial.start(
         bench, parent=base, commit=commit, description=proposal.description, proposal=proposal,
-        meta=meta, proposed=True,
+        meta=meta, proposed=True, choice=choice,
     )  # fmt: skip
     if rejection or link:
         reason = f"{rejection.stage}: {rejection.reason}" if rejection else f"{link} is a symlink"
@@ -343,6 +361,10 @@ def _measure_candidate(
             if again.metric is not None:
                 reference.append(again.metric)
     status, reason = protocol.decided(verdict, len(samples))
+    broken = _broken_constraint(study, fmean(samples), m.extras) if status == "keep" else None
+    if broken:
+        reason = f"{PREFIX}{broken} (judged: {reason})"
+        return Outcome("discard", fmean(samples), reason, seconds)
     if status == "keep" and study.confirm is not None:
         against = protocol.confirm_reference(parent, reference)
         ok, why, spent = trial.confirm(against, m.extras)
@@ -352,7 +374,17 @@ def _measure_candidate(
     return Outcome(status, fmean(samples), reason, seconds)
 
 
-def unproposed(bench: Bench, parent: Experiment, exc: ProposalError) -> Experiment:
+def _broken_constraint(study: Study, metric: float, extras: dict[str, float]) -> str | None:
+    """Why a judged keep breaks ``[metric] constraints`` (on its last run's extras), if so."""
+    if not study.metric.constraints:
+        return None
+    values = {**extras, study.metric.name: metric}
+    return violation(parse_constraints(study.metric.constraints), values)
+
+
+def unproposed(
+    bench: Bench, parent: Experiment, exc: ProposalError, choice: Choice | None = None
+) -> Experiment:
     """A proposer that failed still leaves a row: the reason is shown in the next prompt."""
     trial = Trial.start(
         bench,
@@ -362,6 +394,7 @@ def unproposed(bench: Bench, parent: Experiment, exc: ProposalError) -> Experime
         meta={"proposer_failed": not isinstance(exc, ProposalUnusable)},
         usage=exc.usage,
         proposed=True,
+        choice=choice,
     )
     return trial.finish(Outcome("rejected", None, f"proposal: {exc}"))
 

@@ -4,7 +4,8 @@ Each check returns a one-sentence reason when the proposal must be rejected,
 or None. The first failing stage decides; the loop records the proposal as
 ``rejected`` with ``"<stage>: <reason>"`` and never runs it. Stages, in order:
 
-- policy: editable paths only, nothing outside the study, in ``.git`` or
+- policy: editable paths only (inside their EVOLVE-BLOCK regions where the
+  pattern says so; never a read-only context file), nothing outside the study, in ``.git`` or
   ``.ratchet``, nothing protected, size limits, and a real change (symlinks
   are checked against the worktree by ``Workspace.symlinked``). Names a
   shell, a terminal or a later tool could misread are refused whatever the
@@ -37,6 +38,7 @@ from pathlib import Path, PurePosixPath
 
 from ..decide.dedupe import find_duplicate
 from ..models import Experiment, Proposal
+from ..proposers.regions import check_edit
 from ..study import Study
 
 __all__ = [
@@ -76,6 +78,7 @@ def verify(proposal: Proposal, study: Study, current: Mapping[str, str]) -> Reje
     """Run the cheap stages in order: policy, change, syntax, lint."""
     return (
         _policy(proposal, study)
+        or _regions(proposal, study, current)
         or _changes(proposal, current)
         or _syntax(proposal)
         or _lint(proposal, current)
@@ -104,10 +107,25 @@ def _policy(proposal: Proposal, study: Study) -> Rejection | None:
             return Rejection("policy", f"{path} is inside git or ratchet metadata")
         if study.is_protected(path):
             return Rejection("policy", f"{path} is protected (the evaluation must stay fixed)")
+        if study.is_context(path):
+            return Rejection("policy", f"{path} is a read-only context file of this study")
         if not study.is_editable(path):
             return Rejection("policy", f"{path} is not an editable file of this study")
         if len(text.encode("utf-8")) > MAX_FILE_BYTES:
             return Rejection("policy", f"{path} would exceed {MAX_FILE_BYTES} bytes")
+    return None
+
+
+def _regions(proposal: Proposal, study: Study, current: Mapping[str, str]) -> Rejection | None:
+    """Part of the policy stage: a ``:EVOLVE-BLOCK`` file may change only inside its regions."""
+    for raw, text in proposal.edits.items():
+        path = normalize_path(raw) or raw
+        old = current.get(path)
+        if old is None:
+            continue
+        reason = check_edit(path, old, text, study.editable)
+        if reason:
+            return Rejection("policy", reason)
     return None
 
 

@@ -2,9 +2,10 @@
 
 Opening a workspace is also where a crashed or killed run is repaired: rows
 left ``running`` become ``interrupted``, the branch ``ratchet/<tag>`` is moved
-to the ledger's incumbent (the ledger is the truth; the branch is derived from
-it), missing experiment refs are recreated, stale worktrees are pruned, and the
-protected files are pinned — or checked against the pins the tag started with.
+forward to the ledger's incumbent (the ledger is the truth; the branch is
+derived from it and only moves forward, see ``carry``), missing experiment refs
+are recreated, stale worktrees are pruned, and the protected files are pinned —
+or checked against the pins the tag started with.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = [
     "Workspace",
     "check_tag",
     "fresh_worktree",
+    "carry",
+    "island_branch",
     "open_ledger",
 ]
 
@@ -194,12 +197,21 @@ class Workspace:
         self.ledger.mark_interrupted(self.tag, reason)
         _restore_refs(self.repo, self.tag, self.experiments())
 
-    def record_refs(self, exp_id: int, commit: str | None, kept: bool) -> None:
-        """The experiment's ref and, for a keep, the branch: one git call, all or none."""
+    def island_ref(self, island: int) -> str:
+        return island_branch(self.tag, island)
+
+    def record_refs(
+        self, exp_id: int, commit: str | None, kept: bool, island: int | None = None
+    ) -> None:
+        """The experiment's ref and, for a keep, the branch (and its island's): one git
+        call, all or none. Branches only move forward (``carry``)."""
         if commit:
             updates = {self.exp_ref(exp_id): commit}
             if kept:
-                updates[self.branch_ref] = commit
+                updates[self.branch_ref] = carry(self.repo, self.branch_ref, commit, exp_id)
+                if island is not None:
+                    ref = self.island_ref(island)
+                    updates[ref] = carry(self.repo, ref, commit, exp_id)
             self.repo.update_refs(updates)
 
     def export(self) -> Path:
@@ -352,6 +364,33 @@ def lock_holder(study: Study, tag: str) -> int | None:
     return None
 
 
+def island_branch(tag: str, island: int) -> str:
+    """The islands policy's branch of island ``island``: ``ratchet-island/<tag>/<k>``."""
+    return f"refs/heads/ratchet-island/{tag}/{island}"
+
+
+def carry(repo: Repo, ref: str, commit: str, exp_id: int | None = None) -> str:
+    """Where ``ref`` goes so that it carries ``commit`` and loses nothing it had.
+
+    The branch rule for every policy: a kept commit that descends from the
+    branch head is a fast-forward (always so under greedy); one that does not
+    (tree builds on any node, islands restart or migrate) gets a merge commit
+    whose parents are the old head and the kept commit and whose tree is the
+    kept commit's. So the branch's tree is always the latest keep's (the
+    incumbent, ``models.incumbent``) and no kept commit ever leaves its history.
+    A ref that already contains ``commit`` stays where it is.
+    """
+    head = repo.rev(ref)
+    if head is None or repo.is_ancestor(head, commit):
+        return commit
+    if repo.is_ancestor(commit, head):
+        return head
+    what = f"experiment #{exp_id}" if exp_id is not None else commit[:12]
+    return repo.merge_commit(
+        head, commit, f"ratchet: {what} is the new incumbent\n\nRatchet-Keep: {commit}\n"
+    )
+
+
 def _restore_refs(repo: Repo, tag: str, experiments: list[Experiment]) -> None:
     """Every experiment with code gets its ref, even if we died before writing it."""
     have = repo.refs(f"refs/ratchet/{tag}/exp/")
@@ -379,8 +418,8 @@ def _reconcile(repo: Repo, ledger: Ledger, tag: str, observer: Observer) -> str:
         if current is None:
             repo.update_ref(branch, repo.head())
         return repo.rev(branch) or repo.head()
-    if current != best.commit:
-        repo.update_ref(branch, best.commit)
+    if current is None or not repo.is_ancestor(best.commit, current):
+        repo.update_ref(branch, carry(repo, branch, best.commit))
         if current is not None:
             observer.message(f"moved ratchet/{tag} to the ledger's incumbent {best.commit[:7]}")
     return best.commit

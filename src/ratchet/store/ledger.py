@@ -52,7 +52,8 @@ FIX = (
 INSERT_EXPERIMENT = (
     "INSERT INTO experiments (id, tag, parent, commit_sha, description, rationale, meta,"
     " input_tokens, output_tokens, cost_usd, log_dir, created_at, budget_s, worker, host,"
-    " proposer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " proposer, parent_id, island, node_kind)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 NEXT_ID = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'experiments'), 0),"
@@ -68,8 +69,12 @@ SELECT e.id, e.tag, e.parent, e.commit_sha, e.description, e.rationale, e.meta,
        o.status, o.metric, o.reason, o.duration_s, {provenance}
 FROM experiments e LEFT JOIN outcomes o ON o.experiment_id = e.id
 """
-PROVENANCE = ("budget_s", "worker", "host", "proposer")  # columns of migration 3
-_EMPTY = {"budget_s": "NULL", "worker": "''", "host": "''", "proposer": "''"}  # if missing
+# Columns of migrations 3 (provenance) and 4 (lineage), read as empty from older files.
+PROVENANCE = ("budget_s", "worker", "host", "proposer", "parent_id", "island", "node_kind")
+_EMPTY = {
+    "budget_s": "NULL", "worker": "''", "host": "''", "proposer": "''",
+    "parent_id": "NULL", "island": "NULL", "node_kind": "''",
+}  # fmt: skip
 _SAMPLE_SQL = """
 SELECT s.experiment_id, s.value, s.extras
 FROM samples s JOIN experiments e ON e.id = s.experiment_id
@@ -238,11 +243,15 @@ class Ledger:
         worker: str = "",
         host: str = "",
         proposer: str = "",
+        parent_id: int | None = None,
+        island: int | None = None,
+        node_kind: str = "",
     ) -> int:
         """Record an experiment as running before it runs; return its id (unique across tags).
 
         ``budget_s`` (the run phase's budget), ``worker``, ``host`` and ``proposer``
-        say where and how it ran, for the log and the dashboard.
+        say where and how it ran, for the log and the dashboard; ``parent_id``,
+        ``island`` and ``node_kind`` its lineage, as the search policy chose it.
 
         The id is only known here, and rows are never updated, so ``log_dir``
         may contain ``{id}``, replaced by the new id (e.g. ``.ratchet/logs/{id}``).
@@ -250,7 +259,7 @@ class Ledger:
         usage = usage or Usage()
         row = (tag, parent, commit, description, rationale, _json(meta))
         row += (usage.input_tokens, usage.output_tokens, usage.cost_usd, log_dir, time.time())
-        row += (budget_s, worker, host, proposer)
+        row += (budget_s, worker, host, proposer, parent_id, island, node_kind)
         with self._errors("start an experiment", write=True):
             if "{id}" not in log_dir:
                 return int(self._db.execute(INSERT_EXPERIMENT, (None, *row)).lastrowid or 0)
@@ -421,7 +430,7 @@ def _experiment(row: tuple[Any, ...], samples: list[float], extras: str | None) 
     (exp_id, tag, parent, commit, description, rationale, meta) = row[:7]
     (input_tokens, output_tokens, cost_usd, log_dir, created_at) = row[7:12]
     (status, metric, reason, duration_s) = row[12:16]
-    (budget_s, worker, host, proposer) = row[16:20]
+    (budget_s, worker, host, proposer, parent_id, island, node_kind) = row[16:23]
     return Experiment(
         id=exp_id,
         tag=tag,
@@ -443,6 +452,9 @@ def _experiment(row: tuple[Any, ...], samples: list[float], extras: str | None) 
         worker=worker,
         host=host,
         proposer=proposer,
+        parent_id=parent_id,
+        island=island,
+        node_kind=node_kind,
     )
 
 

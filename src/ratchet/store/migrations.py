@@ -10,7 +10,11 @@ ledger file is carried up to it with every row kept.
 1. the tables (experiments, samples, outcomes, pins) and the append-only triggers;
 2. outcomes accept ``remeasure`` and ``unconfirmed`` (SQLite cannot change a CHECK
    constraint in place, so the table is copied into a new one, rows as they were);
-3. experiments record their budget, worker, host and proposer (empty on old rows).
+3. experiments record their budget, worker, host and proposer (empty on old rows);
+4. experiments record their lineage: ``parent_id`` (the experiment built on),
+   ``island`` (the islands policy's lineage) and ``node_kind`` (improve, debug or
+   draft, as the policy asked); NULL / empty on older rows, where the policies
+   recover the parent from the parent commit.
 
 A status added to ``models.FINAL_STATUSES`` needs a step that rebuilds the
 outcomes table with it (``_outcomes_accept``); a test checks they agree.
@@ -117,10 +121,17 @@ def _step_3_provenance(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE experiments ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
 
+def _step_4_lineage(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE experiments ADD COLUMN parent_id INTEGER")
+    db.execute("ALTER TABLE experiments ADD COLUMN island INTEGER")
+    db.execute("ALTER TABLE experiments ADD COLUMN node_kind TEXT NOT NULL DEFAULT ''")
+
+
 STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _step_1_tables,
     _step_2_statuses,
     _step_3_provenance,
+    _step_4_lineage,
 )
 LATEST = len(STEPS)
 

@@ -13,7 +13,9 @@ changes what is looked at, and a figure means the same wherever it is shown:
 - ``detail``: one experiment's row with its rationale and the names of its logs;
 - ``budget_lines`` / ``usage_line``: ``ratchet status``'s budget and proposer lines,
   shared with the dashboard so both print the same words;
-- ``lesson_of``: the journal's one-line lesson of an experiment within its history.
+- ``lesson_of``: the journal's one-line lesson of an experiment within its history;
+- ``lineage``: the experiments in tree order with their depth, for ``log --tree``;
+- ``by_proposer``: experiments, keeps, seconds and dollars per proposer (ensembles).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ __all__ = [
     "budget_lines",
     "usage_line",
     "lesson_of",
+    "lineage",
+    "by_proposer",
 ]
 
 LEDGER_FILE = Path(".ratchet") / "ledger.sqlite"
@@ -89,6 +93,9 @@ def row(e: Experiment) -> dict[str, Any]:
         "worker": e.worker,
         "host": e.host,
         "proposer": e.proposer,
+        "parent_id": e.parent_id,
+        "island": e.island,
+        "node_kind": e.node_kind,
     }
 
 
@@ -237,3 +244,35 @@ def lesson_of(e: Experiment, exps: list[Experiment], *, metric_name: str, goal: 
     """The journal's lesson of ``e``, judged against the metric of the commit it built on."""
     parent_metric = _parents(exps).get(e.parent or "")
     return lesson(e, parent_metric, metric_name=metric_name, goal=goal)
+def lineage(exps: list[Experiment]) -> list[tuple[int, Experiment]]:
+    """(depth, experiment) in depth-first order, children under the experiment they were
+    built on (``parent_id``, else found by the parent commit; roots: baselines and rows
+    whose parent is not in the list), oldest child first."""
+    from ..policies.base import parent_id  # the policies' one reading of a row's parent
+
+    known = {e.id for e in exps}
+    children: dict[int | None, list[Experiment]] = {}
+    for e in exps:
+        up = parent_id(e, exps) if e.status != "baseline" else None
+        children.setdefault(up if up in known and up != e.id else None, []).append(e)
+    out: list[tuple[int, Experiment]] = []
+    stack = [(0, e) for e in reversed(children.get(None, []))]
+    while stack:
+        depth, e = stack.pop()
+        out.append((depth, e))
+        stack.extend((depth + 1, c) for c in reversed(children.get(e.id, [])))
+    return out
+
+
+def by_proposer(exps: list[Experiment]) -> dict[str, tuple[int, int, float, float]]:
+    """Per proposer that proposed something: (experiments, keeps, seconds, dollars)."""
+    table: dict[str, list[float]] = {}
+    for e in exps:
+        if not e.proposer:
+            continue  # a measurement (baseline, re-measure): nobody proposed it
+        row = table.setdefault(e.proposer, [0, 0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += e.status == "keep"
+        row[2] += e.duration_s
+        row[3] += e.usage.cost_usd
+    return {k: (int(r[0]), int(r[1]), r[2], r[3]) for k, r in sorted(table.items())}
