@@ -3,8 +3,9 @@
 The peer's files are copied unchanged: the initial program becomes the one
 editable file, the evaluator and everything else stay protected, and a
 generated protected wrapper (``ratchet_evaluate.py``, see its docstring)
-runs the evaluator in a child process of the sealed evaluate phase and
-reports the metric on Ratchet's private channel. A ``shim/`` package
+runs the evaluator, through ``ratchet_peer_run.py``, in the harness's
+separate sandboxed process (``load_candidate``) within the sealed evaluate
+phase, and reports the metric on Ratchet's private channel. A ``shim/`` package
 answers the evaluator's imports of the peer's own package, which Ratchet
 never installs. EVOLVE-BLOCK markers are left in the program as comments:
 region-only editing is not wired into the study checks yet, so the whole
@@ -25,6 +26,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 WRAPPER = "ratchet_evaluate.py"
+RUNNER = "ratchet_peer_run.py"
 SETTINGS = "ratchet_peer.json"
 FILES = Path(__file__).resolve().parent / "files"
 DEFAULT_BUDGET = 60.0  # seconds: OpenEvolve's default evaluator timeout is of this order
@@ -156,7 +158,7 @@ def study_files(source: Source, metric: str) -> dict[str, str]:
     """The generated files of the study (name -> text), beside the copied ones (pure)."""
     peer = source.peer
     copied = [f for f in source.files if f != peer.program]
-    generated = [WRAPPER, SETTINGS, *_shim_files(peer)]
+    generated = [WRAPPER, RUNNER, SETTINGS, *_shim_files(peer)]
     settings = {"peer": peer.name, "evaluator": peer.evaluator, "program": peer.program,
                 "metric": metric}
     return {
@@ -225,7 +227,7 @@ def _program(source: Source, metric: str) -> str:
 ## What you must not change
 
 - `{peer.evaluator}` (the {peer.title} evaluator, unmodified), `{WRAPPER}`,
-  `{SETTINGS}`, `shim/`, `ratchet.toml` and this file.
+  `{RUNNER}`, `{SETTINGS}`, `shim/`, `ratchet.toml` and this file.
 
 ## How the evaluation judges
 
@@ -249,9 +251,10 @@ def _readme(source: Source, metric: str) -> str:
 
 Made by `ratchet init --from {peer.name}`. The {peer.title} files are unchanged:
 `{peer.program}` is the editable program, `{peer.evaluator}` the evaluator.
-`{WRAPPER}` (generated, protected) runs the evaluator in a child process of
-Ratchet's sealed evaluate phase and reports `{metric}` on Ratchet's private
-channel; `shim/` stands in for the `{peer.name}` package the evaluator imports.
+`{WRAPPER}` (generated, protected) runs the evaluator in a separate sandboxed
+process of Ratchet's sealed evaluate phase (via `{RUNNER}`) and reports
+`{metric}` on Ratchet's private channel; `shim/` stands in for the
+`{peer.name}` package the evaluator imports.
 Region-only editing (EVOLVE-BLOCK) is not enforced here yet: the whole program
 is editable.
 
@@ -265,7 +268,7 @@ def port(peer_name: str, source_dir: Path, target: Path, metric: str) -> Source:
     source = inspect_source(peer_name, source_dir)
     generated = study_files(source, metric)
     shims = _shim_files(source.peer)
-    names = [*source.files, *generated, WRAPPER, *shims]
+    names = [*source.files, *generated, WRAPPER, RUNNER, *shims]
     clash = [n for n in names if (target / n).exists()]
     if clash:
         raise ConfigError(f"{target / clash[0]} already exists — choose an empty directory")
@@ -274,7 +277,7 @@ def port(peer_name: str, source_dir: Path, target: Path, metric: str) -> Source:
     for name in source.files:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source.root / name, target / name)
-    for name in [WRAPPER, *shims]:
+    for name in [WRAPPER, RUNNER, *shims]:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(FILES / name, target / name)
     for name, text in generated.items():

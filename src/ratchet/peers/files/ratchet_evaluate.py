@@ -6,17 +6,19 @@ runs is named in ``ratchet_peer.json`` beside it.
 Why two processes. A peer's evaluator imports the candidate program itself
 (OpenEvolve's ``evaluate(program_path)`` and Shinka's ``main(program_path,
 results_dir)`` load it as a module), and Ratchet's rule is that the process
-that reports the metric never runs candidate code. So this script (the
-parent) imports ``ratchet.evaluation`` first, which takes the private report
-channel and keeps it from every child, and then runs the peer's evaluator in
-a child Python process (this same file with ``--child``). The child loads
-the evaluator from its file, calls it on the candidate's copy, and hands the
-result back as one JSON document: OpenEvolve's dict (or
-``EvaluationResult.metrics``) on a pipe, Shinka's ``metrics.json`` and
-``correct.json`` in a fresh results directory. The parent checks that
-document, then ``report()``s the metric. Whatever the child prints is only
-log: once the channel said hello, Ratchet ignores metric lines on the
-output, so a candidate cannot forge the metric by printing one.
+that reports the metric never runs candidate code. So this script never
+imports the evaluator: it loads ``ratchet_peer_run.py`` with the harness's
+``load_candidate``, whose calls run in a separate sandboxed Python process
+(private report channel kept from it, this process made non-dumpable, JSON
+only coming back, the worker's output kept off stdout), and calls its
+``run``, which imports the peer's evaluator there and calls it on the
+candidate's copy. Back come OpenEvolve's metrics (a dict, or
+``EvaluationResult.metrics``) as the call's JSON result, or Shinka's
+``metrics.json`` and ``correct.json`` in a fresh results folder. This
+script checks them and ``report()``s the metric. Whatever the evaluator or
+the candidate prints is only log: Ratchet ignores metric lines on the
+output once the channel said hello, so a candidate cannot forge the metric
+by printing one.
 
 What this cannot prevent: the candidate runs inside the peer's evaluator,
 so it can tamper with what that evaluator computes (as it can under the
@@ -29,19 +31,20 @@ string exits with status 3, which Ratchet records as ``rejected``, the last
 line giving the error; an evaluator that raises or answers without the
 metric exits with status 1 (a crash). The imports of the peers' packages
 (``openevolve.evaluation_result``, ``shinka.core``) are served by the
-study's ``shim/`` directory, on the child's path.
+study's ``shim/`` directory, on the worker's path.
 """
 
 import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from ratchet.evaluation import CandidateError, load_candidate, report
+
 HERE = Path(__file__).resolve().parent
 REJECT = 3  # the exit status Ratchet records as `rejected`
+NO_LIMIT = 1e7  # seconds per call: the [evaluate] budget is the limit that counts
 
 
 def settings() -> dict:
@@ -56,68 +59,19 @@ def stop(message: str, status: int) -> None:
     sys.exit(status)
 
 
-# --- the child: runs the peer's evaluator (and so the candidate) ----------------------------
-
-
-def child(peer: str, evaluator: str, program: str, answer: str) -> None:
-    """Load the evaluator from its file and run it; the answer goes to fd or folder ``answer``."""
-    import importlib.util
-
-    sys.path[:0] = [str(HERE / "shim"), str(HERE)]
-    name = Path(evaluator).stem
-    spec = importlib.util.spec_from_file_location(name, evaluator)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    if peer == "shinka":
-        module.main(program, answer)
-        return
-    result = module.evaluate(program)
-    metrics = getattr(result, "metrics", result)
-    if not isinstance(metrics, dict):
-        raise TypeError(f"evaluate() returned {type(result).__name__}, not a dict of metrics")
-    text = json.dumps({str(k): _plain(v) for k, v in metrics.items()})
-    with os.fdopen(int(answer), "w") as pipe:
-        pipe.write(text)
-
-
-def _plain(value: object) -> object:
-    """A JSON-safe form of one metric value (numpy numbers become floats, others text)."""
-    if isinstance(value, (bool, str)) or value is None:
-        return value
+def evaluate(peer: str, evaluator: str, program: str) -> tuple[dict, dict | None]:
+    """Run the evaluator in the harness's worker; its metrics and (Shinka) correctness."""
+    results = Path(tempfile.mkdtemp(prefix="results-", dir=HERE))
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-# --- the parent: holds the report channel, never runs candidate code -------------------------
-
-
-def run_child(peer: str, evaluator: str, program: str) -> tuple[dict, dict | None]:
-    """Run the evaluator in a child; its metrics and (Shinka) correctness document."""
-    script = str(HERE / "ratchet_evaluate.py")
-    command = [sys.executable, script, "--child", peer, evaluator, program]
-    if peer == "shinka":
-        results = tempfile.mkdtemp(prefix="results-", dir=os.getcwd())
-        done = subprocess.run([*command, results], check=False)
-        if done.returncode != 0:
-            stop(f"the evaluator's main() failed (exit status {done.returncode})", 1)
-        folder = Path(results)
-        return _read_json(folder / "metrics.json"), _read_json(folder / "correct.json")
-    read_end, write_end = os.pipe()
-    proc = subprocess.Popen([*command, str(write_end)], pass_fds=(write_end,))
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        text = pipe.read()
-    status = proc.wait()
-    if status != 0:
-        stop(f"the evaluator's evaluate() failed (exit status {status})", 1)
-    try:
-        metrics = json.loads(text)
-    except ValueError:
-        stop("the evaluator's evaluate() returned nothing readable", 1)
-    return metrics, None
+        runner = load_candidate("ratchet_peer_run.py", timeout=NO_LIMIT)
+        metrics = runner.run(peer, evaluator, program, str(HERE), str(results))
+    except CandidateError as exc:
+        stop(f"the {peer} evaluator failed: {exc}", 1)
+    if peer != "shinka":
+        if not isinstance(metrics, dict):
+            stop("the evaluator's evaluate() returned no dict of metrics", 1)
+        return metrics, None
+    return _read_json(results / "metrics.json"), _read_json(results / "correct.json")
 
 
 def _read_json(path: Path) -> dict:
@@ -146,14 +100,12 @@ def verdict(metrics: dict, correct: dict | None, metric: str) -> tuple[float | N
 
 
 def main() -> None:
-    """Run the peer's evaluator in a child and report its metric on the private channel."""
-    from ratchet.evaluation import report  # first: the channel is claimed before any child starts
-
+    """Run the peer's evaluator apart and report its metric on the private channel."""
     config = settings()
     metric = config["metric"]
-    program = str(Path(config["program"]).resolve())
+    program = str(HERE / config["program"])
     evaluator = str(HERE / config["evaluator"])
-    metrics, correct = run_child(config["peer"], evaluator, program)
+    metrics, correct = evaluate(config["peer"], evaluator, program)
     value, why, status = verdict(metrics, correct, metric)
     if value is None:
         stop(why, status)
@@ -161,7 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        child(*sys.argv[2:6])
-    else:
-        main()
+    main()
