@@ -237,3 +237,31 @@ def test_a_named_metric_is_the_one_reported(tmp_path: Path) -> None:
     assert rows(study)[0]["metric"] == pytest.approx(4.5)
 
 
+
+
+def test_an_evaluator_that_runs_the_program_itself_and_reads_its_data(tmp_path: Path) -> None:
+    """The other common OpenEvolve shape: a subprocess with a timeout, and a data file beside it."""
+    evaluator = """\
+import json
+import os
+import subprocess
+import sys
+
+
+def evaluate(program_path):
+    with open(os.path.join(os.path.dirname(__file__), "target.json")) as f:
+        target = json.load(f)["target"]
+    done = subprocess.run([sys.executable, program_path], capture_output=True, text=True,
+                          timeout=10)
+    value = float(done.stdout.strip().splitlines()[-1])
+    return {"combined_score": -abs(value - target), "runs": 1}
+"""
+    files = {"initial_program.py": "print(7.25)\n", "evaluator.py": evaluator,
+             "target.json": '{"target": 10}'}  # fmt: skip
+    source = write(tmp_path / "oe", files)
+    study = tmp_path / "study"
+    assert ratchet("init", str(study), "--from", "openevolve", str(source)).returncode == 0
+    assert '"target.json"' in (study / "ratchet.toml").read_text()  # shipped data is protected
+    done = ratchet("run", str(study), "--tag", "t", "--max-experiments", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rows(study)[0]["metric"] == pytest.approx(-2.75)

@@ -167,6 +167,8 @@ def _init_from_peer(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-/]*", metric):
         raise ConfigError(f"--metric {metric!r}: use a name of letters, digits and _ . - /")
     target = Path(args.dir)
+    if (target / AGENTS_FILE).exists():
+        raise ConfigError(f"{target / AGENTS_FILE} already exists — choose an empty directory")
     source = port(peer, Path(src), target, metric)
     (target / AGENTS_FILE).write_text(agent_instructions(load_study(target)), encoding="utf-8")
     committed = Repo.init_if_needed(target, f"ratchet init --from {peer}")
