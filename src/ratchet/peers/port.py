@@ -29,7 +29,7 @@ WRAPPER = "ratchet_evaluate.py"
 RUNNER = "ratchet_peer_run.py"
 SETTINGS = "ratchet_peer.json"
 FILES = Path(__file__).resolve().parent / "files"
-DEFAULT_BUDGET = 60.0  # seconds: OpenEvolve's default evaluator timeout is of this order
+DEFAULT_BUDGET = 300.0  # seconds: OpenEvolve's default evaluator timeout (0.4.0)
 
 
 @dataclass(frozen=True)
