@@ -176,7 +176,8 @@ def _q(text: str) -> str:
 def _toml(source: Source, metric: str, protected: list[str]) -> str:
     peer = source.peer
     protected_list = ",\n".join(f"    {_q(p)}" for p in protected)
-    llm = [f"# base_url = {_q(source.base_url)}"] if source.base_url else []
+    llm = ['# kind = "llm"                # the endpoint of the config.yaml, if any:']
+    llm += [f"# base_url = {_q(source.base_url)}"] if source.base_url else []
     llm += [f"# model = {_q(source.model)}"] if source.model else []
     return "\n".join([
         "[study]",
@@ -202,7 +203,7 @@ def _toml(source: Source, metric: str, protected: list[str]) -> str:
         'rule = "strict"',
         "",
         "[proposer]",
-        'kind = "mutate"                 # "llm" with an OpenAI-compatible endpoint:',
+        'kind = "mutate"                 # offline; for a language model instead:',
         *llm,
         "",
     ])
@@ -232,7 +233,8 @@ def _program(source: Source, metric: str) -> str:
 ## How the evaluation judges
 
 `{WRAPPER}` runs `{peer.signature}` of `{peer.evaluator}` in a separate
-process and reports `{metric}` (higher is better). {_judging(peer)}
+process and reports `{metric}` (higher is better).
+{_judging(peer)}
 """
 
 
