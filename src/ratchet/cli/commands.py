@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -55,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("init", help="scaffold a study from a template")
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--template", choices=TEMPLATES, default="sine")
+    p.add_argument(
+        "--from", dest="peer", nargs=2, metavar=("PEER", "SRC"),
+        help="port an example of a peer tool: openevolve or shinka, and its directory",
+    )
+    p.add_argument("--metric", help="with --from: the evaluator's key to maximize (combined_score)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run the research loop")
@@ -130,6 +136,10 @@ def _out() -> Console:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.peer is not None:
+        return _init_from_peer(args)
+    if args.metric is not None:
+        raise ConfigError("--metric goes with --from PEER SRC; a template names its own metric")
     target = Path(args.dir)
     source = _template_root() / args.template
     names = _template_files(source)
@@ -151,6 +161,31 @@ def cmd_init(args: argparse.Namespace) -> int:
         out.print(f"first prepare the data: cd {args.dir} && python prepare.py")
     out.print(f"next: ratchet run {args.dir} --max-experiments 10")
     out.print(f"or let a coding agent drive it: {AGENTS_FILE} tells it to loop with `ratchet try`")
+    return 0
+
+
+def _init_from_peer(args: argparse.Namespace) -> int:
+    """``init --from openevolve|shinka SRC``: the peer's example as a study (ratchet.peers)."""
+    from ratchet.peers import PEERS, port
+
+    peer, src = args.peer
+    if peer not in PEERS:
+        raise ConfigError(f"--from {peer}: unknown peer — use one of {', '.join(PEERS)}")
+    metric = args.metric or "combined_score"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-/]*", metric):
+        raise ConfigError(f"--metric {metric!r}: use a name of letters, digits and _ . - /")
+    target = Path(args.dir)
+    if (target / AGENTS_FILE).exists():
+        raise ConfigError(f"{target / AGENTS_FILE} already exists — choose an empty directory")
+    source = port(peer, Path(src), target, metric)
+    (target / AGENTS_FILE).write_text(agent_instructions(load_study(target)), encoding="utf-8")
+    committed = Repo.init_if_needed(target, f"ratchet init --from {peer}")
+    out = _out()
+    out.print(f"ported the {source.peer.title} example {src} to {target.resolve()}")
+    if not committed:
+        out.print("commit it before running: git add -A && git commit -m 'add study'")
+    runs = source.max_iterations or 10
+    out.print(f"next: ratchet run {args.dir} --max-experiments {runs}")
     return 0
 
 
