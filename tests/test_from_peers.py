@@ -142,7 +142,7 @@ def test_an_openevolve_example_runs_as_a_study(tmp_path: Path) -> None:
     program = (study / "program.md").read_text()
     assert "You are improving a point so that it lies near (3, 1)." in program
     toml = (study / "ratchet.toml").read_text()
-    assert 'editable = ["initial_program.py"]' in toml and "budget = 20" in toml
+    assert 'editable = ["initial_program.py:EVOLVE-BLOCK"]' in toml and "budget = 20" in toml
     assert '# model = "small-model"' in toml and "http://127.0.0.1:9/v1" in toml
     done = ratchet("run", str(study), "--tag", "t", "--max-experiments", "2",
                    "--proposer", "mutate")  # fmt: skip
@@ -160,8 +160,11 @@ def test_an_openevolve_error_is_rejected_and_an_exception_a_crash(tmp_path: Path
         '    if x < 2:\n        return {"combined_score": 0.0, "error": f"x = {x} is too small"}\n'
         "    return EvaluationResult(",
     )
-    source = write(tmp_path / "oe", {"initial_program.py": OE_PROGRAM.replace("X = 1.5", "X = 2.5"),
-                                     "evaluator.py": evaluator})  # fmt: skip
+    unmarked = "".join(  # no EVOLVE-BLOCK: the whole program is editable, renaming point() too
+        line for line in OE_PROGRAM.replace("X = 1.5", "X = 2.5").splitlines(keepends=True)
+        if "EVOLVE-BLOCK" not in line
+    )
+    source = write(tmp_path / "oe", {"initial_program.py": unmarked, "evaluator.py": evaluator})
     study = tmp_path / "study"
     assert ratchet("init", str(study), "--from", "openevolve", str(source)).returncode == 0
     original = (study / "initial_program.py").read_text()
@@ -195,7 +198,7 @@ def test_a_shinka_example_runs_and_an_incorrect_program_is_rejected(tmp_path: Pa
     # seeds 0 and 1: 0.25 * (0+1+2+3) + 0.25 * (1+2+3+4), not the 1000 the program prints
     assert found[0]["status"] == "baseline" and found[0]["metric"] == pytest.approx(4.0)
     check_mutations(found, ("keep", "discard", "rejected"))  # a negative STEP is incorrect
-    negative = (study / "initial.py").read_text().replace("return [STEP", "return [-STEP")
+    negative = (study / "initial.py").read_text().replace("STEP = 0.25", "STEP = -0.25")
     replay = tmp_path / "replay.jsonl"
     replay.write_text(json.dumps({"description": "negative", "edits": {"initial.py": negative}}))
     done = ratchet("run", str(study), "--tag", "t", "--max-experiments", "1",
@@ -204,6 +207,23 @@ def test_a_shinka_example_runs_and_an_incorrect_program_is_rejected(tmp_path: Pa
     last = rows(study)[-1]
     assert last["status"] == "rejected" and last["metric"] is None
     assert "incorrect: value -0.25 is negative" in last["reason"]
+
+
+def test_only_the_evolve_block_of_a_ported_program_may_change(tmp_path: Path) -> None:
+    files = {"initial_program.py": OE_PROGRAM, "evaluator.py": OE_EVALUATOR}
+    source = write(tmp_path / "oe", files)
+    study = tmp_path / "study"
+    assert ratchet("init", str(study), "--from", "openevolve", str(source)).returncode == 0
+    original = (study / "initial_program.py").read_text()
+    outside = original.replace("return X, Y", "return 3.0, 1.0")
+    replay = tmp_path / "replay.jsonl"
+    edit = {"description": "outside", "edits": {"initial_program.py": outside}}
+    replay.write_text(json.dumps(edit))
+    done = ratchet("run", str(study), "--tag", "t", "--max-experiments", "1",
+                   "--proposer", "replay", "--replay", str(replay))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = rows(study)[-1]
+    assert last["status"] == "rejected" and "outside the EVOLVE-BLOCK" in last["reason"]
 
 
 @pytest.mark.parametrize(

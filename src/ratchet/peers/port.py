@@ -7,9 +7,9 @@ runs the evaluator, through ``ratchet_peer_run.py``, in the harness's
 separate sandboxed process (``load_candidate``) within the sealed evaluate
 phase, and reports the metric on Ratchet's private channel. A ``shim/`` package
 answers the evaluator's imports of the peer's own package, which Ratchet
-never installs. EVOLVE-BLOCK markers are left in the program as comments:
-region-only editing is not wired into the study checks yet, so the whole
-program is editable and program.md says to keep to the block.
+never installs. When the program has EVOLVE-BLOCK markers, the editable
+pattern is ``program:EVOLVE-BLOCK``: a change outside the block is rejected
+before it runs; without markers the whole program is editable.
 
 Reading the source (``inspect_source``, ``study_files``) is pure apart from
 file reads; ``port`` writes.
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..proposers.regions import find_regions
 
 WRAPPER = "ratchet_evaluate.py"
 RUNNER = "ratchet_peer_run.py"
@@ -68,6 +69,7 @@ class Source:
     max_iterations: int | None
     base_url: str | None
     model: str | None
+    regions: bool = False  # the program has EVOLVE-BLOCK markers: only the block is editable
 
 
 def inspect_source(peer_name: str, root: Path) -> Source:
@@ -94,6 +96,7 @@ def inspect_source(peer_name: str, root: Path) -> Source:
     )
     timeout = evaluator.get("timeout")
     iterations = config.get("max_iterations")
+    program = (root / peer.program).read_text(encoding="utf-8", errors="replace")
     return Source(
         peer=peer,
         root=root,
@@ -103,6 +106,7 @@ def inspect_source(peer_name: str, root: Path) -> Source:
         max_iterations=iterations if isinstance(iterations, int) and iterations > 0 else None,
         base_url=llm.get("api_base") if isinstance(llm.get("api_base"), str) else None,
         model=str(model) if model else None,
+        regions=bool(find_regions(peer.program, program)),
     )
 
 
@@ -185,7 +189,7 @@ def _toml(source: Source, metric: str, protected: list[str]) -> str:
         'program = "program.md"',
         "",
         "[files]",
-        f"editable = [{_q(peer.program)}]",
+        f"editable = [{_q(peer.program + (':EVOLVE-BLOCK' if source.regions else ''))}]",
         f"protected = [\n{protected_list},\n]",
         "",
         "[run]                           # no command: the evaluator runs the program itself",
@@ -220,10 +224,7 @@ def _program(source: Source, metric: str) -> str:
 
 ## What you may change
 
-- `{peer.program}`, the only editable file. When it has `EVOLVE-BLOCK-START` /
-  `EVOLVE-BLOCK-END` markers, change only the code between them and keep the
-  markers: Ratchet does not enforce regions in this study yet, so the whole
-  file is editable and keeping to the block is up to you.
+- `{peer.program}`, the only editable file{_region_rule(source)}
 
 ## What you must not change
 
@@ -236,6 +237,19 @@ def _program(source: Source, metric: str) -> str:
 process and reports `{metric}` (higher is better).
 {_judging(peer)}
 """
+
+
+def _region_rule(source: Source) -> str:
+    if source.regions:
+        return (": only the code between its `EVOLVE-BLOCK-START` and\n"
+                "  `EVOLVE-BLOCK-END` markers; a change outside them is rejected before it runs.")
+    return "; all of it may change."
+
+
+def _region_note(source: Source) -> str:
+    if source.regions:
+        return "Only the EVOLVE-BLOCK of the program is editable (a change outside is rejected)."
+    return "The program has no EVOLVE-BLOCK markers: all of it is editable."
 
 
 def _judging(peer: Peer) -> str:
@@ -257,8 +271,7 @@ Made by `ratchet init --from {peer.name}`. The {peer.title} files are unchanged:
 process of Ratchet's sealed evaluate phase (via `{RUNNER}`) and reports
 `{metric}` on Ratchet's private channel; `shim/` stands in for the
 `{peer.name}` package the evaluator imports.
-Region-only editing (EVOLVE-BLOCK) is not enforced here yet: the whole program
-is editable.
+{_region_note(source)}
 
     git add -A && git commit -m "port from {peer.title}"
     ratchet run . --max-experiments {runs}
