@@ -26,6 +26,8 @@ __all__ = [
     "FAILED",
     "BROKE",
     "RAN",
+    "Note",
+    "shown_status",
     "ROUTINE",
     "UNTOLD",
     "NOT_TRIED",
@@ -129,6 +131,17 @@ class Experiment:
     worker: str = ""  # which worker ran it (its worktree), "" before workers were recorded
     host: str = ""  # the machine it ran on
     proposer: str = ""  # what proposed it (mutate, llm, agent, replay, try); "" for measurements
+    void: str | None = None  # why a keep was invalidated later (``ratchet invalidate``), if it was
+
+
+@dataclass(frozen=True)
+class Note:
+    """A human's steering note (``ratchet note``): shown to proposers from the next prompt on."""
+
+    id: int
+    tag: str
+    text: str
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,12 @@ class Context:
     journal: str = ""  # compact lessons from earlier experiments, most relevant first
     workdir: str = ""  # the study directory inside the candidate worktree (agent proposers)
     seed: int = 0
+    notes: list[Note] = field(default_factory=list)  # the human's notes for this tag, oldest first
+
+
+def shown_status(exp: Experiment) -> str:
+    """The status as people and proposers read it: ``keep (void)`` for an invalidated keep."""
+    return f"{exp.status} (void)" if exp.void is not None else exp.status
 
 
 def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:
@@ -162,8 +181,11 @@ def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:
     and the report all use it): a keep was judged better than its parent with the
     samples at hand, so the latest one is the incumbent even when a noisy mean of an
     earlier keep happens to be lower.
+
+    A keep voided by ``ratchet invalidate`` is skipped, so the incumbent falls back to
+    the last valid keep everywhere at once.
     """
     for exp in reversed(experiments):
-        if exp.status in KEPT:
+        if exp.status in KEPT and exp.void is None:
             return exp
     return None

@@ -10,7 +10,9 @@ ledger file is carried up to it with every row kept.
 1. the tables (experiments, samples, outcomes, pins) and the append-only triggers;
 2. outcomes accept ``remeasure`` and ``unconfirmed`` (SQLite cannot change a CHECK
    constraint in place, so the table is copied into a new one, rows as they were);
-3. experiments record their budget, worker, host and proposer (empty on old rows).
+3. experiments record their budget, worker, host and proposer (empty on old rows);
+4. steering: ``notes`` (a human's notes to the proposer, per tag, with their time) and
+   ``voids`` (a keep invalidated later, with the reason), both append-only.
 
 A status added to ``models.FINAL_STATUSES`` needs a step that rebuilds the
 outcomes table with it (``_outcomes_accept``); a test checks they agree.
@@ -117,10 +119,29 @@ def _step_3_provenance(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE experiments ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
 
+def _step_4_steering(db: sqlite3.Connection) -> None:
+    db.execute("""CREATE TABLE notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL
+)""")
+    db.execute("CREATE INDEX notes_by_tag ON notes (tag, id)")
+    db.execute("""CREATE TABLE voids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+)""")
+    for table in ("notes", "voids"):
+        _append_only(db, table)
+
+
 STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _step_1_tables,
     _step_2_statuses,
     _step_3_provenance,
+    _step_4_steering,
 )
 LATEST = len(STEPS)
 

@@ -83,6 +83,7 @@ def row(e: Experiment) -> dict[str, Any]:
         "worker": e.worker,
         "host": e.host,
         "proposer": e.proposer,
+        "void": e.void,  # why a keep was invalidated (`ratchet invalidate`), else null
     }
 
 
