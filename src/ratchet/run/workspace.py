@@ -483,9 +483,12 @@ def _reconcile(repo: Repo, ledger: Ledger, tag: str, observer: Observer) -> str:
     current = repo.rev(branch)
     best = incumbent(experiments)
     if best is None or best.commit is None:
-        if current is None:
-            repo.update_ref(branch, repo.head())
-        return repo.rev(branch) or repo.head()
+        # No measured baseline: nothing to keep on the branch, and the tag pins nothing
+        # yet, so it starts from the user's HEAD (a failed baseline, fixed and committed).
+        head = repo.head()
+        if current != head:
+            repo.update_ref(branch, head)
+        return head
     if current != best.commit:
         repo.update_ref(branch, best.commit)
         if current is not None:
