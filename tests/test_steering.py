@@ -20,6 +20,7 @@ import pytest
 from conftest import FAST_TOML, git, make_repo, ratchet
 from llm_servers import Answer, ScriptedLLM, last_user_text
 
+from ratchet.run.workspace import pin_changes
 from ratchet.store.ledger import Ledger
 from ratchet.store.migrations import LATEST, migrate
 
@@ -153,9 +154,26 @@ def test_a_budget_change_and_a_budget_override_are_both_refused_naming_the_key(
     assert "[run] budget changed from 10 to 30" in override.stderr
     same = _measure(root)
     assert same.returncode == 0, same.stderr  # a decision setting may change within a tag
+    (root / "check.sh").write_text("echo changed\n")
+    git(root, "commit", "-qam", "a protected file changes")
+    protected = _measure(root)
+    assert protected.returncode == 2 and "protected file check.sh changed" in protected.stderr
     fresh = _measure(root, "--budget", "30", "--tag", "b30")
     assert fresh.returncode == 0, fresh.stderr
     assert [r["budget_s"] for r in _rows(root, "--tag", "b30")] == [30.0]
+
+
+def test_pins_of_an_older_ledger_compare_only_what_both_sides_have() -> None:
+    old = {"ratchet.toml": "aa", "program.md": "bb", "check.sh": "cc"}
+    now = {"check.sh": "cc", "[run] budget": "10"}
+    assert pin_changes(old, now, ("ratchet.toml", "program.md")) == []
+    unpinned = ("ratchet.toml", "program.md")
+    assert pin_changes({**old, "[run] budget": "10"}, {**now, "[run] budget": "20"}, unpinned) == [
+        "[run] budget changed from 10 to 20"
+    ]
+    assert pin_changes(old, {"[run] budget": "10"}, ("ratchet.toml", "program.md")) == [
+        "protected file check.sh was removed"
+    ]
 
 
 def test_a_failed_baseline_is_fixed_and_rerun_on_the_same_tag(fast_study: Path) -> None:

@@ -211,9 +211,8 @@ class Workspace:
         is the steering gesture, and a half-written file is never shown to a
         proposer. Falls back to the worktree's copy when HEAD lacks the file.
         """
-        prefix = "" if self.study_rel in ("", ".") else f"{self.study_rel}/"
         with contextlib.suppress(RatchetError):
-            data = self.repo.show_file(self.repo.head(), prefix + self.study.program)
+            data = self._committed(self.study.program)
             if data is not None:
                 return data.decode("utf-8", errors="replace")
         return self.pinned[self.study.program].decode("utf-8", errors="replace")
@@ -256,7 +255,7 @@ class Workspace:
                 f" code — git add it and commit, then rerun"
             )
         hashes = {
-            name: hashlib.sha256(data).hexdigest()
+            name: hashlib.sha256(self._committed(name) or data).hexdigest()
             for name, data in pinned.items()
             if name not in (CONFIG_NAME, self.study.program)
         }
@@ -276,6 +275,16 @@ class Workspace:
         if before is None or (before != hashes and not measured):
             self.ledger.record_pins(self.tag, hashes)
         return pinned
+
+    def _committed(self, name: str) -> bytes | None:
+        """A study file as committed at the user's HEAD: what the user means to measure.
+
+        The worktree holds the tag's branch, which a commit on the user's branch
+        does not reach; comparing HEAD with the pins is what tells "you changed
+        what is measured" from "you forgot to commit".
+        """
+        prefix = "" if self.study_rel in ("", ".") else f"{self.study_rel}/"
+        return self.repo.show_file(self.repo.head(), prefix + name)
 
     def _warn_uncommitted(self, observer: Observer) -> None:
         """Editable files are taken from the commit; say so when the user's copy differs."""
