@@ -266,6 +266,11 @@ def test_invalidate_moves_the_incumbent_and_branch_back_and_the_reason_shows(
     assert f"incumbent 8 (#{rows[1]['id']}" in status and "read the test set" in status
     journal = (root / ".ratchet" / "journal.md").read_text()
     assert "voided by a human: read the test set" in journal
+    assert ratchet("report", str(root)).returncode == 0
+    report = (root / ".ratchet" / "report.md").read_text()
+    assert "## Voided keeps" in report
+    assert f"| {bad['id']} | score 8 -> 3 | read the test set |" in report
+    assert f"| best score | 8 (experiment {rows[1]['id']}" in report
     # the next run builds on the fallen-back incumbent, and its prompt says why
     with ScriptedLLM([_score(8, 7)]) as server:
         assert _run(root, server, llm, "--max-experiments", "1").returncode == 0
