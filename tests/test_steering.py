@@ -9,16 +9,20 @@ for the proposal), so "from the next prompt on" is tested without timing.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FAST_TOML, git, make_repo, ratchet
 from llm_servers import Answer, ScriptedLLM, last_user_text
+from ui_helpers import get, serve
 
 from ratchet.run.workspace import pin_changes
 from ratchet.store.ledger import Ledger
@@ -281,6 +285,48 @@ def test_invalidate_moves_the_incumbent_and_branch_back_and_the_reason_shows(
     assert again.returncode == 2 and "already void" in again.stderr
     base = ratchet("invalidate", str(rows[0]["id"]), str(root), "--reason", "x")
     assert base.returncode == 2 and "not a keep" in base.stderr
+
+
+# --- the dashboard -----------------------------------------------------------------------
+
+
+def _post(url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    request = urllib.request.Request(url + path, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+
+
+def test_a_note_from_the_dashboard_needs_the_write_token_and_reaches_the_next_prompt(
+    tmp_path: Path, llm: pytest.MonkeyPatch
+) -> None:
+    root = _study(tmp_path)
+    with ScriptedLLM([_score(9, 8)]) as server:
+        assert _run(root, server, llm, "--max-experiments", "0").returncode == 0
+        with serve(root) as ui:
+            status, shell = get(ui, "/")
+            token = re.search(r'name="ratchet-write-token" content="([^"]+)"', shell.decode())
+            assert status == 200 and token is not None
+            body = json.dumps({"tag": "main", "text": "UI-NOTE-MARKER halve it"}).encode()
+            good = {"Content-Type": "application/json", "X-Ratchet-Token": token.group(1)}
+            refused = [
+                _post(ui.url, "/api/steer/note", body, {"Content-Type": "application/json"}),
+                _post(ui.url, "/api/steer/note", body, {**good, "X-Ratchet-Token": "guess"}),
+                _post(ui.url, "/api/steer/note", body, {**good, "Origin": "http://evil.test"}),
+                _post(ui.url, "/api/steer/note", b"text=x", {**good, "Content-Type": "text/plain"}),
+            ]
+            assert [code for code, _ in refused] == [403, 403, 403, 415]
+            assert ratchet("log", str(root)).returncode == 0
+            origin = {**good, "Origin": ui.url}
+            assert _post(ui.url, "/api/steer/note", body, origin)[0] == 200
+            paused = _post(ui.url, "/api/steer/pause", b"{}", good)
+            assert paused[0] == 409 and "not running" in paused[1]
+        assert _run(root, server, llm, "--max-experiments", "1").returncode == 0
+    assert "UI-NOTE-MARKER halve it" in _prompts(server)[0]
+    assert "UI-NOTE-MARKER" in (root / ".ratchet" / "journal.md").read_text()
 
 
 # --- the schema -------------------------------------------------------------------------
