@@ -358,3 +358,24 @@ def test_a_ledger_of_the_previous_schema_is_carried_up_with_notes_and_voids(
     finally:
         ledger.close()
 
+
+
+def test_the_agent_prompt_carries_the_notes_and_the_voided_keep(tmp_path: Path) -> None:
+    from ratchet.models import Context, Experiment, Note
+    from ratchet.proposers.agent import agent_prompt
+    from ratchet.study import load_study
+
+    study = load_study(_study(tmp_path))
+    base = Experiment(id=1, tag="main", parent=None, commit="c", status="baseline", metric=9.0)
+    bad = Experiment(
+        id=2, tag="main", parent="c", commit="d", status="keep", metric=1.0,
+        description="read the answers", void="a leak found later",
+    )  # fmt: skip
+    context = Context(
+        study_name="fast", tag="main", program="Lower the score.\n", files={"value.txt": ""},
+        parent_commit="c", metric_name="score", goal="minimize", history=[base, bad],
+        incumbent=base, workdir=str(study.root), notes=[Note(1, "main", "go small", 0.0)],
+    )  # fmt: skip
+    prompt = agent_prompt(context, study)
+    assert "## Notes from the human (oldest first; follow them)\n- go small" in prompt
+    assert "#2 keep (void) 1 read the answers (voided by the human: a leak found later)" in prompt
