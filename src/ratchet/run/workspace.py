@@ -272,7 +272,9 @@ class Workspace:
                     " — start a new tag with --tag NAME (or restore it to resume this tag)"
                 )
         self._check_user_copies(pinned)
-        if before is None or (before != hashes and not measured):
+        legacy = before is not None and not any(k.startswith("[") for k in before)
+        if before is None or (before != hashes and (not measured or legacy)):
+            # a tag pinned before config keys were pinned one by one gets them now
             self.ledger.record_pins(self.tag, hashes)
         return pinned
 
