@@ -31,6 +31,7 @@ def add_note(study: Study, tag: str, text: str) -> Note:
             "the note is empty — say what the proposer should know, e.g."
             ' ratchet note "try a smaller batch first"'
         )
+    Repo.discover(study.root).exclude(f"{STATE_DIR}/")  # a note before any run makes .ratchet/
     ledger = open_ledger(study)
     try:
         note = ledger.add_note(tag, text)
