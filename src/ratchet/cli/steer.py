@@ -57,7 +57,7 @@ def cmd_note(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
     note = add_note(study, check_tag(args.tag), args.text)
     running = lock_holder(study, note.tag)
-    when = "from its next prompt" if running else "when tag runs next"
+    when = "from its next prompt" if running else "when the tag runs next"
     _out().print(f"note #{note.id} recorded for tag {note.tag}; the proposer sees it {when}")
     return 0
 
