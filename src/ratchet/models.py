@@ -26,6 +26,8 @@ __all__ = [
     "FAILED",
     "BROKE",
     "RAN",
+    "Note",
+    "shown_status",
     "ROUTINE",
     "UNTOLD",
     "NOT_TRIED",
@@ -132,6 +134,17 @@ class Experiment:
     parent_id: int | None = None  # the experiment it was built on (None: older rows, baseline)
     island: int | None = None  # its lineage under the islands policy
     node_kind: str = ""  # improve, debug or draft: what the search policy asked for
+    void: str | None = None  # why a keep was invalidated later (``ratchet invalidate``), if it was
+
+
+@dataclass(frozen=True)
+class Note:
+    """A human's steering note (``ratchet note``): shown to proposers from the next prompt on."""
+
+    id: int
+    tag: str
+    text: str
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,12 @@ class Context:
     seed: int = 0
     readonly: dict[str, str] = field(default_factory=dict)  # [files] context: shown, not edited
     limited: tuple[str, ...] = ()  # editable files whose EVOLVE-BLOCK regions alone may change
+    notes: list[Note] = field(default_factory=list)  # the human's notes for this tag, oldest first
+
+
+def shown_status(exp: Experiment) -> str:
+    """The status as people and proposers read it: ``keep (void)`` for an invalidated keep."""
+    return f"{exp.status} (void)" if exp.void is not None else exp.status
 
 
 def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:
@@ -167,8 +186,11 @@ def incumbent(experiments: Sequence[Experiment]) -> Experiment | None:
     and the report all use it): a keep was judged better than its parent with the
     samples at hand, so the latest one is the incumbent even when a noisy mean of an
     earlier keep happens to be lower.
+
+    A keep voided by ``ratchet invalidate`` is skipped, so the incumbent falls back to
+    the last valid keep everywhere at once.
     """
     for exp in reversed(experiments):
-        if exp.status in KEPT:
+        if exp.status in KEPT and exp.void is None:
             return exp
     return None

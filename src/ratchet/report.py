@@ -73,6 +73,7 @@ class Summary:
     keeps: int
     after_baseline: int
     hits: list[Hit]
+    voided: tuple[Experiment, ...] = ()  # keeps invalidated later (`ratchet invalidate`)
 
     @property
     def keep_rate(self) -> float | None:
@@ -81,8 +82,8 @@ class Summary:
 
 
 def _frontier(experiments: list[Experiment]) -> list[Experiment]:
-    """The measured baseline and kept experiments, in order."""
-    return [e for e in experiments if e.status in KEPT and e.metric is not None]
+    """The measured baseline and kept experiments, in order; voided keeps are not on it."""
+    return [e for e in experiments if e.status in KEPT and e.metric is not None and not e.void]
 
 
 def summarize(experiments: list[Experiment], goal: str) -> Summary:
@@ -102,6 +103,7 @@ def summarize(experiments: list[Experiment], goal: str) -> Summary:
         keeps=counts.get("keep", 0),
         after_baseline=sum(e.status not in ("baseline", "running") for e in experiments),
         hits=_hits(experiments, goal),
+        voided=tuple(e for e in experiments if e.void is not None),
     )
 
 
@@ -168,7 +170,14 @@ def render_markdown(summary: Summary, *, metric_name: str, goal: str, title: str
     lines += [f"| {status} | {n} |" for status, n in summary.counts.items()]
     if not summary.counts:
         lines.append("| (none yet) | 0 |")
-    lines += ["", *_hits_table(summary.hits, metric_name), "", "![progress](progress.png)", ""]
+    lines += ["", *_hits_table(summary.hits, metric_name)]
+    if summary.voided:
+        lines += ["", "## Voided keeps", "", "| experiment | description | reason |"]
+        lines.append("|---|---|---|")
+        lines += [
+            f"| {e.id} | {_cell(e.description)} | {_cell(e.void or '')} |" for e in summary.voided
+        ]
+    lines += ["", "![progress](progress.png)", ""]
     return "\n".join(lines)
 
 
@@ -243,7 +252,9 @@ def _draw_others(
 ) -> None:
     """Grey dots for measured non-kept experiments, edge markers for the rest."""
     others = [
-        e for e in experiments if e.status not in MEASURES_COMMIT and e.metric is not None
+        e
+        for e in experiments
+        if (e.status not in MEASURES_COMMIT or e.void is not None) and e.metric is not None
     ]
     inside = [(index[id(e)], e.metric) for e in others if lo <= e.metric <= hi]
     if inside:

@@ -26,7 +26,7 @@ from ..errors import ConfigError, RatchetError
 from ..execute.phases import Candidate, Executor
 from ..execute.sandbox import describe, warning
 from ..git.repo import Repo
-from ..models import ROUTINE, Experiment
+from ..models import ROUTINE, Experiment, shown_status
 from ..proposers import make_proposer
 from ..removal import remove_tree
 from ..run.loop import RunOptions, run_study
@@ -44,6 +44,7 @@ from ..store import queries
 from ..store.journal import confirmed
 from ..study import CONFIG_NAME, Study, load_study
 from ..ui import command as ui
+from . import steer
 from .console import ConsoleObserver, format_metric
 
 __all__ = ["register"]
@@ -114,6 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, help=f"output directory (default DIR/{STATE_DIR})")
     p.set_defaults(func=cmd_report)
 
+    steer.register(sub)
     ui.register(sub)
 
     p = sub.add_parser("doctor", help="what is installed, reachable, misconfigured")
@@ -310,6 +312,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"incumbent {format_metric(best.metric)} (#{best.id},"
             f" {_change(base.metric, best.metric)}) {printable(best.description)}"
         )
+    for e in experiments:
+        if e.void is not None:
+            out.print(f"void      #{e.id} {printable(e.description)} — {printable(e.void)}")
     out.print("counts    " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     for line in queries.budget_lines(figures):
         out.print(line)
@@ -333,7 +338,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if running
                 else "between experiments"
             )
-            out.print(f"running   {what} (tag {name}, pid {pid})")
+            state = steer.run_state(study.root, name)
+            out.print(f"running   {what} (tag {name}, pid {pid}){f' — {state}' if state else ''}")
     return 0
 
 
@@ -362,13 +368,13 @@ def cmd_log(args: argparse.Namespace) -> int:
         table.add_row(
             str(e.id),
             e.tag,
-            e.status,
+            shown_status(e),
             format_metric(e.metric),
             *((_CONFIRM_CELL[confirmed(e)],) if checked else ()),
             f"{e.duration_s:.1f}s",
             (e.commit or "")[:7],
             *(_spend_cells(e) if spend else ()),
-            printable(e.description) + note,
+            printable(e.description) + note + (f" [void: {printable(e.void)}]" if e.void else ""),
         )
     _out().print(table)
     return 0
@@ -400,7 +406,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     exp = _one(study, args.id)
     out = _out()
     out.print(
-        f"#{exp.id} {exp.status}  {study.metric.name}={format_metric(exp.metric)}"
+        f"#{exp.id} {shown_status(exp)}  {study.metric.name}={format_metric(exp.metric)}"
         f"  tag {exp.tag}  {exp.duration_s:.1f}s"
     )
     out.print(f"commit {exp.commit or '—'}  parent {exp.parent or '—'}")
@@ -409,6 +415,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.print(f"rationale: {printable(exp.rationale, keep_lines=True)}")
     if exp.reason:
         out.print(f"reason: {printable(exp.reason)}")
+    if exp.void is not None:
+        out.print(f"void: {printable(exp.void)} (invalidated; no longer the incumbent)")
     if exp.extras:
         out.print("extras: " + ", ".join(f"{k}={v:g}" for k, v in sorted(exp.extras.items())))
     if args.diff and exp.commit and exp.parent:

@@ -53,7 +53,7 @@ from ..execute.environment import user_environ
 from ..execute.phases import last_line
 from ..execute.runner import RunResult, RunSpec, run_command
 from ..git.repo import Repo
-from ..models import ROUTINE, Context, Experiment, Proposal
+from ..models import ROUTINE, Context, Experiment, Proposal, shown_status
 from ..safetext import printable
 from ..study import Study
 
@@ -387,6 +387,11 @@ def agent_prompt(context: Context, study: Study) -> str:
             f"\n- In {', '.join(sorted(context.limited))} change only the lines between"
             " the `EVOLVE-BLOCK-START` and `EVOLVE-BLOCK-END` comments (keep the markers)."
         )
+    if context.notes:
+        parts.append(
+            "## Notes from the human (oldest first; follow them)\n"
+            + "\n".join(f"- {printable(n.text)}" for n in context.notes)
+        )
     history = _history(context.history, context.tag)
     if history:
         parts.append("## Recent experiments (oldest first)\n" + history)
@@ -403,7 +408,11 @@ def _history(history: list[Experiment], tag: str) -> str:
     for e in [e for e in history if e.tag == tag][-HISTORY_ROWS:]:
         measured = e.status in ROUTINE
         why = f" ({printable(e.reason.splitlines()[0])[:160]})" if e.reason and not measured else ""
-        lines.append(f"#{e.id} {e.status} {_value(e.metric)} {printable(e.description)}{why}")
+        if e.void is not None:
+            why += f" (voided by the human: {printable(e.void)[:160]})"
+        lines.append(
+            f"#{e.id} {shown_status(e)} {_value(e.metric)} {printable(e.description)}{why}"
+        )
     return "\n".join(lines)
 
 

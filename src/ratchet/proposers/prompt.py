@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ProposalsExhausted
-from ..models import ROUTINE, UNTOLD, Context, Experiment
+from ..models import ROUTINE, UNTOLD, Context, Experiment, shown_status
 from ..safetext import printable
 
 __all__ = [
@@ -116,7 +116,7 @@ def repair_message(reason: str) -> str:
 def build_prompt(context: Context, budget: int) -> Prompt:
     """The prompt for ``context`` within ``budget`` tokens, or ``PromptTooLarge``."""
     system = system_message(context)
-    head = _program(context) + _objective(context) + _files(context)
+    head = _program(context) + _notes(context) + _objective(context) + _files(context)
     tail = _request(context)
     fixed = estimate_tokens(system) + estimate_tokens(head) + estimate_tokens(tail)
     if fixed > budget:
@@ -146,6 +146,17 @@ def build_prompt(context: Context, budget: int) -> Prompt:
 
 def _program(context: Context) -> str:
     return f"# Research program\n\n{context.program.strip()}\n\n"
+
+
+def _notes(context: Context) -> str:
+    """The human's steering notes (``ratchet note``), never cut: they are the human's word."""
+    if not context.notes:
+        return ""
+    lines = "".join(f"- {printable(n.text)}\n" for n in context.notes)
+    return (
+        "# Notes from the human\n\nThe person running this study added these notes while it"
+        f" ran (oldest first); follow them:\n\n{lines}\n"
+    )
 
 
 def _objective(context: Context) -> str:
@@ -229,8 +240,10 @@ def _row(e: Experiment, incumbent: float | None) -> str:
     if e.reason and e.status not in ROUTINE:
         reason = " / ".join(printable(line) for line in e.reason.splitlines() if line.strip())
         text += f" — {reason[:_REASON_CHARS]}"
+    if e.void is not None:
+        text += f" — voided by the human: {printable(e.void)[:_REASON_CHARS]}"
     text = text.replace("|", "\\|")
-    return f"| {e.id} | {e.status} | {_number(e.metric)} | {delta} | {text} |\n"
+    return f"| {e.id} | {shown_status(e)} | {_number(e.metric)} | {delta} | {text} |\n"
 
 
 def _history(rows: list[str], room: int) -> tuple[str, int]:

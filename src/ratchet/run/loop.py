@@ -49,11 +49,14 @@ from ..proposers.base import Proposer
 from ..proposers.regions import is_region_limited
 from ..store.journal import render_journal
 from ..study import Study
+from . import control
 from .trial import BaselineFailed, Bench, baseline, remeasure_incumbent, run_proposal, unproposed
 from .verify import linter
 from .workspace import Workspace
 
 __all__ = ["RunOptions", "RunSummary", "BaselineFailed", "Policy", "run_study"]
+
+PAUSE_POLL_S = 0.2  # how often a paused loop looks for `ratchet resume`
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def run_study(
     """Run experiments until a limit, Ctrl-C, or the proposer runs out."""
     options = options or RunOptions()
     observer = observer or Observer()
-    workspace = Workspace.open(study, options.tag, observer)
+    workspace = Workspace.open(study, options.tag, observer, budget=options.budget)
     try:
         if executor is None:
             executor = Executor(
@@ -115,6 +118,7 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
     ran, failures, stopped = 0, 0, "max-experiments reached"
     if linter() is None and any(p.endswith(".py") for p in ws.study.editable_files()):
         observer.message("note: ruff is not installed, so the lint stage (undefined names) is off")
+    control.clear(ws.state_dir, ws.tag)  # a request left from an earlier run is not for us
     try:
         bench.refresh()
         if incumbent(bench.mine()) is None:
@@ -122,6 +126,9 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
         while options.max_experiments is None or ran < options.max_experiments:
             if ends_at is not None and time.monotonic() >= ends_at:
                 stopped = "time limit (--hours) reached"
+                break
+            if _steered(ws, observer):
+                stopped = "stopped by `ratchet stop`"
                 break
             bench.refresh()  # the history, read once per experiment
             if remeasure_due(bench.mine(), ws.study, bench.judge):
@@ -143,7 +150,22 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
     except KeyboardInterrupt:  # also raised by a sample that Ctrl-C interrupted
         ws.interrupted("stopped by Ctrl-C")
         return _summary(ws, ran, "interrupted")
+    finally:
+        control.clear(ws.state_dir, ws.tag)
     return _summary(ws, ran, stopped)
+
+
+def _steered(ws: Workspace, observer: Observer) -> bool:
+    """Between experiments: wait while paused (``ratchet pause``); True when asked to stop."""
+    said = False
+    while (asked := control.requested(ws.state_dir, ws.tag)) == "pause":
+        if not said:
+            observer.message(f"paused (tag {ws.tag}): `ratchet resume` continues")
+            said = True
+        time.sleep(PAUSE_POLL_S)
+    if said and asked is None:
+        observer.message(f"resumed (tag {ws.tag})")
+    return asked == "stop"
 
 
 def _experiment(bench: Bench, proposer: Proposer, policy: Policy) -> Experiment:
@@ -201,6 +223,7 @@ def _context(bench: Bench, choice: Choice, files: dict[str, str]) -> Context:
             for name in ws.study.context_files(ws.study_dir)
         },
         limited=tuple(p for p in files if is_region_limited(p, ws.study.editable)),
+        notes=ws.ledger.notes(ws.tag),
     )
 
 

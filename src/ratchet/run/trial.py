@@ -214,6 +214,7 @@ class Trial:
             metric_name=bench.study.metric.name,
             goal=bench.study.metric.goal,
             title=bench.study.name,
+            notes=ws.ledger.notes(),
         )
         bench.observer.experiment_finished(exp)
         return exp

@@ -197,7 +197,7 @@ def _best(ws: Workspace) -> float | None:
 def _refuse_unpinned(ws: Workspace) -> None:
     """Pinned now: a protected file the checkout lacks, or one not matching the tag's pin."""
     pins = ws.ledger.pins(ws.tag) or {}
-    for name in ws.pinned:
+    for name in ws.measured_files:
         mine = ws.study.root / name
         if not mine.is_file():
             raise ConfigError(_tampered(ws.study, name, "is missing"))

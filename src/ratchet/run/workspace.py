@@ -3,9 +3,20 @@
 Opening a workspace is also where a crashed or killed run is repaired: rows
 left ``running`` become ``interrupted``, the branch ``ratchet/<tag>`` is moved
 forward to the ledger's incumbent (the ledger is the truth; the branch is
-derived from it and only moves forward, see ``carry``), missing experiment refs
-are recreated, stale worktrees are pruned, and the protected files are pinned —
-or checked against the pins the tag started with.
+derived from it and only moves forward, see ``carry``; ``ratchet invalidate``
+is the one exception), missing experiment refs are recreated, stale worktrees
+are pruned, and the protected files are pinned — or checked against the pins
+the tag started with.
+
+What a tag pins is what is measured (``measured_config`` and the protected
+files other than ratchet.toml and the program): a change to one of them needs
+a new tag, and the refusal names the key. The program (program.md) is the
+human's steering lever and is not pinned: it is read from the user's committed
+HEAD before every proposal (``Workspace.program``), so editing and committing
+it takes effect from the next proposal, also while ``ratchet run`` runs. A tag
+without a measured baseline pins nothing yet: its pins are recorded again on
+every open until a baseline has a metric, so a failed baseline can be fixed
+and rerun on the same tag.
 """
 
 from __future__ import annotations
@@ -19,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ..errors import CleanupError, ConfigError, LedgerError
+from ..errors import CleanupError, ConfigError, LedgerError, RatchetError
 from ..execute.phases import Candidate
 from ..git.repo import Repo, Worktree
 from ..models import Experiment, Proposal, incumbent
 from ..observer import Observer
 from ..safetext import printable
 from ..store.ledger import Ledger
-from ..study import Study
+from ..study import CONFIG_NAME, Study
 from .verify import normalize_path
 
 __all__ = [
@@ -39,6 +50,8 @@ __all__ = [
     "carry",
     "island_branch",
     "open_ledger",
+    "measured_config",
+    "pin_changes",
 ]
 
 STATE_DIR = ".ratchet"
@@ -76,6 +89,7 @@ class Workspace:
     pinned: dict[str, bytes]
     _lock: IO[str]
     observer: Observer = field(default_factory=Observer)
+    budget: float | None = None  # a --budget override of [run] budget (pinned like it)
 
     @property
     def state_dir(self) -> Path:
@@ -94,7 +108,13 @@ class Workspace:
         return self.worktree.path / self.study_rel
 
     @classmethod
-    def open(cls, study: Study, tag: str, observer: Observer | None = None) -> Workspace:
+    def open(
+        cls,
+        study: Study,
+        tag: str,
+        observer: Observer | None = None,
+        budget: float | None = None,
+    ) -> Workspace:
         observer = observer or Observer()
         repo = Repo.discover(study.root)
         repo.head()
@@ -107,7 +127,9 @@ class Workspace:
         try:
             head = _reconcile(repo, ledger, tag, observer)
             worktree = fresh_worktree(repo, state / "worktrees" / tag, head, observer)
-            workspace = cls(study, tag, repo, ledger, worktree, study_rel, {}, lock, observer)
+            workspace = cls(
+                study, tag, repo, ledger, worktree, study_rel, {}, lock, observer, budget
+            )
             workspace.pinned = workspace._pin(observer)
             workspace._warn_uncommitted(observer)
         except BaseException:
@@ -170,7 +192,8 @@ class Workspace:
     def check_candidate_pins(self) -> None:
         """The candidate tree's protected files must be the pinned ones, or it would run
         another test (``ratchet try`` builds on the user's HEAD, which may have moved)."""
-        for name, data in self.pinned.items():
+        for name in self.measured_files:
+            data = self.pinned[name]
             path = self.study_dir / name
             if not path.is_file() or path.read_bytes() != data:
                 raise ConfigError(
@@ -179,8 +202,23 @@ class Workspace:
                 )
 
     @property
+    def measured_files(self) -> list[str]:
+        """The pinned files that decide what is measured: all but ratchet.toml and the program
+        (ratchet.toml is pinned key by key, ``measured_config``; the program steers)."""
+        return [n for n in self.pinned if n not in (CONFIG_NAME, self.study.program)]
+
+    @property
     def program(self) -> str:
-        """The research strategy as pinned when the run started (read once, not per run)."""
+        """The research strategy as committed at the user's HEAD, read afresh on each call.
+
+        The committed version, not the working copy: "edit and commit program.md"
+        is the steering gesture, and a half-written file is never shown to a
+        proposer. Falls back to the worktree's copy when HEAD lacks the file.
+        """
+        with contextlib.suppress(RatchetError):
+            data = self._committed(self.study.program)
+            if data is not None:
+                return data.decode("utf-8", errors="replace")
         return self.pinned[self.study.program].decode("utf-8", errors="replace")
 
     @property
@@ -229,18 +267,39 @@ class Workspace:
                 f"{self.study.root / missing[0]} is not committed, and ratchet runs committed"
                 f" code — git add it and commit, then rerun"
             )
-        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in pinned.items()}
+        hashes = {
+            name: hashlib.sha256(self._committed(name) or data).hexdigest()
+            for name, data in pinned.items()
+            if name not in (CONFIG_NAME, self.study.program)
+        }
+        hashes.update(measured_config(self.study, self.budget))
         before = self.ledger.pins(self.tag)
-        if before is not None and before != hashes:
-            changed = sorted(set(before.items()) ^ set(hashes.items()))[0][0]
-            raise ConfigError(
-                f"{changed} differs from the version tag {self.tag!r} was measured with"
-                " — start a new run with another --tag so results stay comparable"
-            )
+        measured = any(
+            e.status == "baseline" and e.metric is not None for e in self.experiments()
+        )
+        if before is not None and measured:
+            changes = pin_changes(before, hashes, (CONFIG_NAME, self.study.program))
+            if changes:
+                raise ConfigError(
+                    f"{changes[0]}, which changes what is measured on tag {self.tag!r}"
+                    " — start a new tag with --tag NAME (or restore it to resume this tag)"
+                )
         self._check_user_copies(pinned)
-        if before is None:
+        legacy = before is not None and not any(k.startswith("[") for k in before)
+        if before is None or (before != hashes and (not measured or legacy)):
+            # a tag pinned before config keys were pinned one by one gets them now
             self.ledger.record_pins(self.tag, hashes)
         return pinned
+
+    def _committed(self, name: str) -> bytes | None:
+        """A study file as committed at the user's HEAD: what the user means to measure.
+
+        The worktree holds the tag's branch, which a commit on the user's branch
+        does not reach; comparing HEAD with the pins is what tells "you changed
+        what is measured" from "you forgot to commit".
+        """
+        prefix = "" if self.study_rel in ("", ".") else f"{self.study_rel}/"
+        return self.repo.show_file(self.repo.head(), prefix + name)
 
     def _warn_uncommitted(self, observer: Observer) -> None:
         """Editable files are taken from the commit; say so when the user's copy differs."""
@@ -256,12 +315,72 @@ class Workspace:
     def _check_user_copies(self, pinned: dict[str, bytes]) -> None:
         """The evaluation that runs is the committed one; refuse if the user sees another."""
         for name, data in pinned.items():
+            if name in (CONFIG_NAME, self.study.program):
+                continue  # ratchet.toml is used as loaded; the program is read from HEAD
             mine = self.study.root / name
             if mine.is_file() and mine.read_bytes() != data:
                 raise ConfigError(
                     f"{mine} differs from the committed version ratchet would run"
                     f" — commit it (git commit -am ...) or restore it, then rerun"
                 )
+
+
+def measured_config(study: Study, budget: float | None = None) -> dict[str, str]:
+    """The keys of ratchet.toml that change what is measured, as ``"[section] key" → value``.
+
+    Commands, budgets (a ``--budget`` override counts as ``[run] budget``), the
+    metric, the evaluation's inputs and the protected globs. Everything else
+    (proposer, decision, search, sandbox, the program) may change within a tag.
+    """
+    run, evaluate = study.run, study.evaluate
+    keys: dict[str, object] = {
+        "[run] command": run.command,
+        "[run] budget": budget if budget is not None else run.budget,
+        "[run] smoke": run.smoke,
+        "[run] smoke_budget": run.smoke_budget,
+        "[metric] name": study.metric.name,
+        "[metric] goal": study.metric.goal,
+        "[files] protected": sorted(study.protected),
+        "[evaluate] command": evaluate.command if evaluate else None,
+        "[evaluate] budget": evaluate.budget if evaluate else None,
+        "[evaluate] inputs": evaluate.inputs if evaluate else None,
+    }
+    return {key: _shown(value) for key, value in keys.items()}
+
+
+def _shown(value: object) -> str:
+    """A pinned value as the refusal prints it (``10`` for 10.0, ``none`` for unset)."""
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def pin_changes(
+    before: dict[str, str], now: dict[str, str], unpinned: tuple[str, ...] = (CONFIG_NAME,)
+) -> list[str]:
+    """What changed between two pin sets, one sentence fragment each (pure).
+
+    Pins recorded before this rule (a whole-file hash of ratchet.toml and of the
+    program, named in ``unpinned``) compare only what both sides have: a config key
+    absent from old pins cannot be said to have changed.
+    """
+    changes = []
+    for key in sorted(before.keys() | now.keys()):
+        old, new = before.get(key), now.get(key)
+        if old == new or key in unpinned:
+            continue
+        if key.startswith("["):
+            if old is not None and new is not None:
+                changes.append(f"{key} changed from {old} to {new}")
+        elif old is None:
+            changes.append(f"protected file {key} was added")
+        elif new is None:
+            changes.append(f"protected file {key} was removed")
+        else:
+            changes.append(f"protected file {key} changed")
+    return changes
 
 
 def fresh_worktree(
@@ -415,9 +534,12 @@ def _reconcile(repo: Repo, ledger: Ledger, tag: str, observer: Observer) -> str:
     current = repo.rev(branch)
     best = incumbent(experiments)
     if best is None or best.commit is None:
-        if current is None:
-            repo.update_ref(branch, repo.head())
-        return repo.rev(branch) or repo.head()
+        # No measured baseline: nothing to keep on the branch, and the tag pins nothing
+        # yet, so it starts from the user's HEAD (a failed baseline, fixed and committed).
+        head = repo.head()
+        if current != head:
+            repo.update_ref(branch, head)
+        return head
     if current is None or not repo.is_ancestor(best.commit, current):
         repo.update_ref(branch, carry(repo, branch, best.commit))
         if current is not None:

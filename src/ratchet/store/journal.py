@@ -14,11 +14,12 @@ people to ``.ratchet/journal.md``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..decide.sampling import CONFIRM_METRIC, CONFIRMED
-from ..models import JUDGED, KEPT, UNTOLD, Experiment, gain
+from ..models import JUDGED, KEPT, UNTOLD, Experiment, Note, gain, shown_status
 from ..safetext import printable
 from .atomic import write_atomically
 
@@ -63,6 +64,11 @@ def _parents(history: Sequence[Experiment]) -> dict[str, float]:
     }
 
 
+def _when(stamp: float) -> str:
+    """A note's time, in UTC to the minute."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+
+
 def _number(value: float) -> str:
     return f"{value:.6g}"
 
@@ -81,6 +87,9 @@ def lesson(exp: Experiment, parent_metric: float | None, *, metric_name: str, go
     """One line: what was tried and what happened, e.g. ``x made loss worse by 0.02 (discard)``."""
     what = _one_line(exp.description or "(no description)", 120)
     why = _first_line(exp.reason)
+    if exp.void is not None:
+        kept = f"{what} was kept" if exp.status == "keep" else f"{exp.status} {what}"
+        return f"{kept}, then voided by a human: {_one_line(exp.void)}"
     status = exp.status
     if status == "baseline":
         return f"baseline: {metric_name} {_number(exp.metric or 0.0)}"
@@ -124,8 +133,8 @@ def render_journal(
         for e in reversed(history)
         if e.status not in UNTOLD and not e.reason.startswith("proposal:")
     ]
-    kept = [e for e in rows if e.status in KEPT]
-    others = [e for e in rows if e.status not in KEPT]
+    kept = [e for e in rows if e.status in KEPT and e.void is None]
+    others = [e for e in rows if e.status not in KEPT or e.void is not None]
     sections = [
         ("Kept, newest first:", kept),
         ("Recent, newest first:", others[:recent]),
@@ -157,11 +166,22 @@ def render_journal(
 
 
 def journal_markdown(
-    history: Sequence[Experiment], *, metric_name: str, goal: str, title: str = ""
+    history: Sequence[Experiment],
+    *,
+    metric_name: str,
+    goal: str,
+    title: str = "",
+    notes: Sequence[Note] = (),
 ) -> str:
-    """The full journal for people: every finished experiment, oldest first."""
+    """The full journal for people: the human's notes, then every finished experiment."""
     parents = _parents(history)
     head = f"# Journal{f' — {title}' if title else ''}\n\n"
+    if notes:
+        head += "## Notes from the human\n\n"
+        head += "".join(
+            f"- {_when(n.created_at)} (tag {n.tag}): {_one_line(n.text, 1000)}\n" for n in notes
+        )
+        head += "\n"
     head += f"Metric: {metric_name} ({goal}). One entry per experiment, oldest first.\n"
     entries = [
         _entry(e, parents.get(e.parent or ""), metric_name, goal)
@@ -178,7 +198,7 @@ _ENTRIES_MAX = 50_000
 
 
 def _entry(exp: Experiment, parent: float | None, metric_name: str, goal: str) -> str:
-    key = (exp.id, exp.created_at, exp.status, parent, metric_name, goal)
+    key = (exp.id, exp.created_at, exp.status, exp.void, parent, metric_name, goal)
     text = _ENTRIES.get(key)
     if text is None:
         hypothesis = _one_line(exp.description, 400)
@@ -186,7 +206,7 @@ def _entry(exp: Experiment, parent: float | None, metric_name: str, goal: str) -
             hypothesis += f" — {_one_line(exp.rationale, 1000)}"
         lines = [
             "",
-            f"## #{exp.id} {exp.status} — {_one_line(exp.description, 100)}",
+            f"## #{exp.id} {shown_status(exp)} — {_one_line(exp.description, 100)}",
             "",
             f"- hypothesis: {hypothesis}",
             f"- outcome: {_outcome(exp, parent, metric_name)}",
@@ -212,13 +232,21 @@ def _outcome(exp: Experiment, parent: float | None, metric_name: str) -> str:
     why = _first_line(exp.reason)
     if why:
         parts.append(why)
+    if exp.void is not None:
+        parts.append(f"void: {_one_line(exp.void)}")
     return ", ".join(parts)
 
 
 def write_journal(
-    path: Path, history: Sequence[Experiment], *, metric_name: str, goal: str, title: str = ""
+    path: Path,
+    history: Sequence[Experiment],
+    *,
+    metric_name: str,
+    goal: str,
+    title: str = "",
+    notes: Sequence[Note] = (),
 ) -> None:
     """Write ``journal.md`` whole: readers never see half of it."""
-    text = journal_markdown(history, metric_name=metric_name, goal=goal, title=title)
+    text = journal_markdown(history, metric_name=metric_name, goal=goal, title=title, notes=notes)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, text)

@@ -31,11 +31,12 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
-from ..models import FINAL_STATUSES, Experiment, Usage
+from ..models import FINAL_STATUSES, Experiment, Note, Usage
 from ..safetext import printable
 from .atomic import write_atomically
 from .migrations import LATEST, TABLES, migrate
@@ -228,6 +229,23 @@ class Ledger:
                 (tag, _json(pins), time.time()),
             )
 
+    def add_note(self, tag: str, text: str) -> Note:
+        """Append a human's steering note for ``tag`` (``ratchet note``)."""
+        now = time.time()
+        with self._errors("record the note", write=True):
+            cur = self._db.execute(
+                "INSERT INTO notes (tag, text, created_at) VALUES (?, ?, ?)", (tag, text, now)
+            )
+        return Note(int(cur.lastrowid or 0), tag, text, now)
+
+    def void(self, exp_id: int, reason: str) -> None:
+        """Append a void record: the keep ``exp_id`` no longer counts (``ratchet invalidate``)."""
+        with self._errors("record the invalidation", write=True):
+            self._db.execute(
+                "INSERT INTO voids (experiment_id, reason, created_at) VALUES (?, ?, ?)",
+                (exp_id, reason, time.time()),
+            )
+
     def start(
         self,
         *,
@@ -348,6 +366,35 @@ class Ledger:
             ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
+    def notes(self, tag: str | None = None) -> list[Note]:
+        """The steering notes (of ``tag``, or all), oldest first; none in an older file."""
+        if not self._has("notes"):
+            return []
+        where, args = ("WHERE tag = ?", (tag,)) if tag is not None else ("", ())
+        with self._errors("read notes"):
+            rows = self._db.execute(
+                f"SELECT id, tag, text, created_at FROM notes {where} ORDER BY id", args
+            ).fetchall()
+        return [Note(*row) for row in rows]
+
+    def _voids(self) -> dict[int, str]:
+        """Why each voided experiment was voided (several records: the reasons joined)."""
+        if not self._has("voids"):
+            return {}
+        found: dict[int, str] = {}
+        for exp_id, reason in self._db.execute(
+            "SELECT experiment_id, reason FROM voids ORDER BY id"
+        ):
+            found[exp_id] = f"{found[exp_id]}; {reason}" if exp_id in found else reason
+        return found
+
+    def _has(self, table: str) -> bool:
+        """Whether the file has ``table`` (a read-only open of an older ledger may not)."""
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        return row is not None
+
     def get(self, exp_id: int) -> Experiment:
         """One experiment with its samples and outcome."""
         found = self._select(["e.id = ?"], [exp_id])
@@ -381,7 +428,9 @@ class Ledger:
             ids = [r[0] for r in ids]
             todo = [i for i in ids if i not in self._finished]
             fresh = self._load([*conditions, "e.id >= ?"], [*args, todo[0]]) if todo else {}
-        return [self._finished.get(i) or fresh[i] for i in ids]
+            voids = self._voids()
+        found = [self._finished.get(i) or fresh[i] for i in ids]
+        return [replace(e, void=voids[e.id]) if e.id in voids else e for e in found]
 
     def _load(self, conditions: list[str], args: list[Any]) -> dict[int, Experiment]:
         """Decode experiments with their samples; remember the finished ones."""

@@ -15,6 +15,8 @@ ledger file is carried up to it with every row kept.
    ``island`` (the islands policy's lineage) and ``node_kind`` (improve, debug or
    draft, as the policy asked); NULL / empty on older rows, where the policies
    recover the parent from the parent commit.
+5. steering: ``notes`` (a human's notes to the proposer, per tag, with their time) and
+   ``voids`` (a keep invalidated later, with the reason), both append-only.
 
 A status added to ``models.FINAL_STATUSES`` needs a step that rebuilds the
 outcomes table with it (``_outcomes_accept``); a test checks they agree.
@@ -127,11 +129,30 @@ def _step_4_lineage(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE experiments ADD COLUMN node_kind TEXT NOT NULL DEFAULT ''")
 
 
+def _step_5_steering(db: sqlite3.Connection) -> None:
+    db.execute("""CREATE TABLE notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL
+)""")
+    db.execute("CREATE INDEX notes_by_tag ON notes (tag, id)")
+    db.execute("""CREATE TABLE voids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    experiment_id INTEGER NOT NULL REFERENCES experiments (id),
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+)""")
+    for table in ("notes", "voids"):
+        _append_only(db, table)
+
+
 STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _step_1_tables,
     _step_2_statuses,
     _step_3_provenance,
     _step_4_lineage,
+    _step_5_steering,
 )
 LATEST = len(STEPS)
 

@@ -96,6 +96,7 @@ def row(e: Experiment) -> dict[str, Any]:
         "parent_id": e.parent_id,
         "island": e.island,
         "node_kind": e.node_kind,
+        "void": e.void,  # why a keep was invalidated (`ratchet invalidate`), else null
     }
 
 

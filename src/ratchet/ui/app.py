@@ -3,7 +3,9 @@
 Pages are one HTML shell; ``static/app.js`` draws each page from the JSON
 endpoints, so a table of 10,000 rows is rendered in the browser (only the
 rows in view) instead of being paginated by the server. Every endpoint
-reads through ``data.StudyData`` and so never writes anything.
+reads through ``data.StudyData`` and so never writes anything, but the
+steering ones (``steer``: a note, stop / pause / resume), which need the
+page's write token even on loopback.
 
 Safety (``Guard``): on the default loopback address requests must name a
 loopback host (a page on another site cannot reach the dashboard through
@@ -35,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..study import Study
 from .data import StudyData, chart, dumps, lineage, overview
+from .steer import steer_routes
 
 __all__ = ["create_app", "Guard", "COOKIE", "LOOPBACK_HOSTS"]
 
@@ -51,6 +54,8 @@ def create_app(study: Study, *, tag: str | None = None, token: str | None = None
     here = resources.files("ratchet.ui")
     shell = (here / "templates" / "index.html").read_text(encoding="utf-8")
     shell = shell.replace("{{title}}", html.escape(f"{study.name} · ratchet"))
+    write_token = token or secrets.token_urlsafe(24)  # changes need it even on loopback
+    shell = shell.replace("{{write_token}}", write_token)
 
     def default_tag(request: Request) -> str | None:
         asked = request.query_params.get("tag")
@@ -133,6 +138,7 @@ def create_app(study: Study, *, tag: str | None = None, token: str | None = None
         Route("/api/lineage", api_lineage),
         Route("/api/live", api_live),
         Route("/api/events", api_events),
+        *steer_routes(study, write_token),
         Mount("/static", static, name="static"),
     ]
     @asynccontextmanager

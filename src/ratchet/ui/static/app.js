@@ -56,8 +56,40 @@ async function boot() {
     navigate(new URL(a.href).pathname);
   });
   window.onpopstate = () => route();
+  steering();
   connect();
   route();
+}
+// --- steering: the only requests that change anything (they carry the write token) -----
+async function steer(path, body) {
+  const token = document.querySelector("meta[name='ratchet-write-token']").content;
+  const res = await fetch(path, { method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-Ratchet-Token": token },
+    body: JSON.stringify({ tag: S.tag, ...body }) });
+  const answer = await res.json().catch(() => ({ error: `${res.status}` }));
+  if (!res.ok) throw new Error(answer.error || `${res.status}`);
+  return answer;
+}
+function steering() {
+  const said = $("#steer-said");
+  const show = (text) => { said.textContent = text; };
+  $("#note-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const box = $("#note-text");
+    try {
+      const note = await steer("/api/steer/note", { text: box.value });
+      box.value = "";
+      show(`note #${note.id} recorded for tag ${note.tag}`);
+    } catch (err) { show(`note not recorded: ${err.message}`); }
+  };
+  document.querySelectorAll("#steer button[data-action]").forEach((b) => {
+    b.onclick = async () => {
+      try {
+        const r = await steer(`/api/steer/${b.dataset.action}`, {});
+        show(`tag ${r.tag}: ${r.state}`);
+      } catch (err) { show(`${b.dataset.action}: ${err.message}`); }
+    };
+  });
 }
 function fillTags() {
   $("#tag").innerHTML = (S.tags.length ? S.tags : ["—"]).map((t) =>
