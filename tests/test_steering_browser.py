@@ -38,14 +38,11 @@ def test_a_note_typed_in_the_dashboard_reaches_the_next_prompt(
                 page.goto(ui.url + "/")
                 page.fill("#note-text", "BROWSER-NOTE-MARKER try fewer layers")
                 page.click("#note-send")
-                page.wait_for_function(
-                    "document.querySelector('#steer-said').textContent.includes('recorded')"
-                )
+                said = page.locator("#steer-said")  # polled without eval: the page's CSP forbids it
+                playwright_api.expect(said).to_contain_text("recorded")
                 assert "note #1 recorded for tag main" in page.inner_text("#steer-said")
                 page.click("#btn-pause")  # nothing runs: the dashboard says so, nothing breaks
-                page.wait_for_function(
-                    "document.querySelector('#steer-said').textContent.includes('not running')"
-                )
+                playwright_api.expect(said).to_contain_text("not running")
                 shot = tmp_path / "steer.png"
                 page.screenshot(path=str(shot))
                 assert shot.stat().st_size > 10_000 and not errors, errors
