@@ -160,18 +160,20 @@ def test_still_unusable_is_rejected_and_the_next_prompt_shows_why(
     )
 
 
-def test_an_unusable_answer_is_not_a_proposer_failure(
+def test_unusable_answers_in_a_row_end_the_run_and_a_good_one_resets_the_count(
     tmp_path: Path, llm_env: pytest.MonkeyPatch
 ) -> None:
     root = _study(tmp_path, extra="")
-    toml = (root / "ratchet.toml").read_text().replace("max_failures = 3", "max_failures = 1")
+    toml = (root / "ratchet.toml").read_text().replace("max_failures = 3", "max_failures = 2")
     (root / "ratchet.toml").write_text(toml)
-    git(root, "commit", "-qam", "one failure stops")
-    with ScriptedLLM([Answer("no edit at all"), Answer("still none"), score(5, 4)]) as server:
-        summary, exps = _run(root, server, llm_env, max_experiments=2)
-    assert [e.status for e in exps] == ["baseline", "rejected", "keep"]
+    git(root, "commit", "-qam", "two unusable answers in a row stop")
+    none = [Answer("no edit at all"), Answer("still none")]  # an answer and its repair round
+    with ScriptedLLM([*none, score(5, 4), *none, *none, score(3, 5)]) as server:
+        summary, exps = _run(root, server, llm_env, max_experiments=10)
+    assert [e.status for e in exps] == ["baseline", "rejected", "keep", "rejected", "rejected"]
     assert "the answer contains no edit" in exps[1].reason
-    assert summary.stopped == "max-experiments reached"
+    assert summary.stopped.startswith("the llm proposer gave 2 unusable answers in a row")
+    assert "ratchet doctor" not in summary.stopped
 
 
 def test_an_edit_to_a_protected_file_is_rejected_by_verify(

@@ -72,7 +72,8 @@ def test_a_missing_packing_is_a_crash_not_a_rejection(tmp_path: Path) -> None:
 
 
 def test_the_study_through_the_cli(tmp_path: Path) -> None:
-    """Baseline, two mutate experiments, then replayed proposals: an invalid packing and a crash."""
+    """Baseline, two mutate experiments, then replayed proposals: an edit outside the
+    EVOLVE-BLOCK (skipping make_valid) and a crash inside it."""
     study = tmp_path / "packing"
     assert ratchet("init", str(study), "--template", "circle_packing").returncode == 0
     done = ratchet("run", str(study), "--tag", "t", "--max-experiments", "2")
@@ -80,7 +81,7 @@ def test_the_study_through_the_cli(tmp_path: Path) -> None:
     program = (study / "initial_program.py").read_text()
     overlapping = program.replace("    circles = make_valid(relax(make_valid(start), stop_at))\n",
                                   "    circles = [[0.5, 0.5, 0.2]] * N\n")  # fmt: skip
-    crashing = program.replace("def main() -> None:\n", "def main() -> None:\n    1 / 0\n")
+    crashing = program.replace("    weight = PENALTY\n", "    weight = PENALTY / 0\n")
     replay = tmp_path / "replay.jsonl"
     replay.write_text(
         "".join(
@@ -97,8 +98,8 @@ def test_the_study_through_the_cli(tmp_path: Path) -> None:
     for row in rows[1:3]:  # mutate: a valid packing always, kept only when larger
         assert row["status"] in ("keep", "discard") and row["metric"] is not None
         assert (row["status"] == "keep") == (row["metric"] > max_before(rows, row))
-    assert rows[3]["status"] == "rejected" and rows[3]["metric"] is None
-    assert "invalid packing: circles 0 and 1 overlap by 0.4" in rows[3]["reason"]
+    assert rows[3]["status"] == "rejected" and rows[3]["metric"] is None  # never ran
+    assert "outside the EVOLVE-BLOCK" in rows[3]["reason"]
     assert rows[4]["status"] == "crash" and "ZeroDivisionError" in rows[4]["reason"]
 
 

@@ -140,12 +140,10 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
                 stopped = str(exc)
                 break
             ran += 1
-            failures = failures + 1 if exp.meta.get("proposer_failed") else 0
+            failed = exp.meta.get("proposer_failed") or exp.meta.get("unusable")
+            failures = failures + 1 if failed else 0
             if failures >= ws.study.proposer.max_failures:
-                stopped = (
-                    f"the {proposer.name} proposer failed {failures} times in a row"
-                    f" (last: {exp.reason}) — check it with `ratchet doctor`"
-                )
+                stopped = _gave_up(proposer.name, failures, exp)
                 break
     except KeyboardInterrupt:  # also raised by a sample that Ctrl-C interrupted
         ws.interrupted("stopped by Ctrl-C")
@@ -153,6 +151,21 @@ def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions)
     finally:
         control.clear(ws.state_dir, ws.tag)
     return _summary(ws, ran, stopped)
+
+
+def _gave_up(name: str, failures: int, last: Experiment) -> str:
+    """Why the run ends after ``failures`` proposals in a row came to nothing ([proposer]
+    max_failures): an endpoint that fails is for ``ratchet doctor``; answers that never
+    hold an applicable edit are for the model and program.md, which doctor cannot judge."""
+    if last.meta.get("unusable"):
+        return (
+            f"the {name} proposer gave {failures} unusable answers in a row (last: {last.reason})"
+            " — try a stronger model, or make program.md say what to change"
+        )
+    return (
+        f"the {name} proposer failed {failures} times in a row"
+        f" (last: {last.reason}) — check it with `ratchet doctor`"
+    )
 
 
 def _steered(ws: Workspace, observer: Observer) -> bool:

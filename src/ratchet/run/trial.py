@@ -392,7 +392,10 @@ def unproposed(
         parent=parent.commit,
         commit=None,
         description="(no proposal)",
-        meta={"proposer_failed": not isinstance(exc, ProposalUnusable)},
+        meta={
+            "proposer_failed": not isinstance(exc, ProposalUnusable),
+            "unusable": isinstance(exc, ProposalUnusable),  # answered, but nothing applicable
+        },
         usage=exc.usage,
         proposed=True,
         choice=choice,
