@@ -483,3 +483,28 @@ def test_bwrap_keeps_ratchets_own_package_readable_inside_a_hidden_repository(
     )
     hidden = [p for p in box.concealed if package.is_relative_to(p)]
     assert hidden == [] or package in box.readonly, (box.concealed, box.readonly)
+
+
+@needs_bwrap
+def test_bwrap_keeps_a_python_environment_under_tmp_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout and venv under /tmp (as a CI clone may be) must not vanish behind the
+    sandbox's private /tmp: python in a study command would not be found."""
+    from ratchet.execute import sandbox
+    from ratchet.study import RunPhase
+
+    (tmp_path / "repo" / ".git").mkdir(parents=True)  # the user's repository
+    (tmp_path / "worktree").mkdir()  # the candidate's checkout
+    (tmp_path / "worktree" / ".git").write_text("gitdir: elsewhere\n")
+    venv = Path(tempfile.mkdtemp(dir="/tmp")).resolve()
+    try:
+        monkeypatch.setattr(sandbox, "_environment_dirs", lambda: (venv,))
+        box = sandbox.for_phase(
+            RunPhase(command="x", budget=1, sandbox="bwrap"),
+            study_root=tmp_path / "repo",
+            study_dir=tmp_path / "worktree",
+        )
+        assert venv in box.readonly, box.readonly
+    finally:
+        venv.rmdir()

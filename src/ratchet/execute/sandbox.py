@@ -278,7 +278,10 @@ def for_phase(
     if root:  # the unprivileged user must be able to walk to what it is given
         reachable = (worktree, *_environment_dirs(), *extra_readonly)
         concealed += _unsearchable(reachable, tuple(concealed))
-    readonly = [p for p in _environment_dirs() if _inside_any(p, concealed)]
+    # Ratchet's Python, venv and package stay usable wherever they live: inside a hidden
+    # directory, or under the private /tmp (a checkout or venv in /tmp, as CI may have).
+    hiding = [*concealed, _real(Path(_PRIVATE_TMP))]
+    readonly = [p for p in _environment_dirs() if _inside_any(p, hiding)]
     readonly = [p for p in readonly if not _inside(p, worktree)] + extra_readonly
     for rel in protected:
         path = study_dir / rel
