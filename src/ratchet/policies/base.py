@@ -32,8 +32,6 @@ from typing import Literal, Protocol, runtime_checkable
 from ..models import BROKE, ROUTINE, Experiment, Goal, better
 
 __all__ = [
-    "MEASURED",
-    "FAILED",
     "NODES",
     "Choice",
     "Policy",
@@ -45,9 +43,7 @@ __all__ = [
     "best_of",
 ]
 
-MEASURED = ROUTINE  # ran to the end with a judged metric
-FAILED = BROKE  # ran and failed: a node the tree may debug
-NODES = MEASURED + FAILED  # what a new experiment can be built on
+NODES = (*ROUTINE, *BROKE)  # measured to the end, or crashed: what a change can build on
 Kind = Literal["improve", "debug", "draft"]
 
 

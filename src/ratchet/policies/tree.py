@@ -35,8 +35,8 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from ..models import Experiment, Goal
-from .base import FAILED, MEASURED, Choice, baseline_of, best_of, parent_id
+from ..models import BROKE, ROUTINE, Experiment, Goal
+from .base import Choice, baseline_of, best_of, parent_id
 
 __all__ = ["TreePolicy", "quality"]
 
@@ -59,7 +59,7 @@ class TreePolicy:
         root = baseline_of(history)
         if root is None:
             return None
-        nodes = [e for e in history if e.status in MEASURED and e.metric is not None and e.commit]
+        nodes = [e for e in history if e.status in ROUTINE and e.metric is not None and e.commit]
         best = best_of(nodes, self.goal) or root
         parents = {e.id: parent_id(e, history) for e in history}
         children = Counter(p for p in parents.values() if p is not None)
@@ -155,7 +155,7 @@ def _debuggable(
     def depth(exp: Experiment) -> int:
         """How many failed experiments in a row end at ``exp``."""
         count, node = 0, exp
-        while node is not None and node.status in FAILED:
+        while node is not None and node.status in BROKE:
             count += 1
             up = parents.get(node.id)
             node = by_id.get(up) if up is not None else None
@@ -164,7 +164,7 @@ def _debuggable(
     return [
         e
         for e in history
-        if e.status in FAILED
+        if e.status in BROKE
         and e.commit
         and e.id not in taken
         and children[e.id] < attempts

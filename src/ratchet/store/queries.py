@@ -10,7 +10,6 @@ changes what is looked at, and a figure means the same wherever it is shown:
   "best"), its change, where the budget went, what rejecting and pruning saved,
   and what the proposer spent;
 - ``overviews``: one ``Overview`` per tag, for the dashboard;
-- ``detail``: one experiment's row with its rationale and the names of its logs;
 - ``budget_lines`` / ``usage_line``: ``ratchet status``'s budget and proposer lines,
   shared with the dashboard so both print the same words;
 - ``lesson_of``: the journal's one-line lesson of an experiment within its history;
@@ -40,7 +39,6 @@ __all__ = [
     "rows",
     "overview",
     "overviews",
-    "detail",
     "change_pct",
     "budget_lines",
     "usage_line",
@@ -102,14 +100,6 @@ def row(e: Experiment) -> dict[str, Any]:
 
 def rows(exps: list[Experiment]) -> list[dict[str, Any]]:
     return [row(e) for e in exps]
-
-
-def detail(ledger: Ledger, exp_id: int) -> dict[str, Any]:
-    """One experiment: its log row, rationale, log directory and log files (relative)."""
-    e = ledger.get(exp_id)
-    logs = Path(e.log_dir) if e.log_dir else None
-    names = sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) if logs else []
-    return {**row(e), "rationale": e.rationale, "log_dir": e.log_dir, "logs": names}
 
 
 def change_pct(base: float | None, best: float | None) -> float | None:
