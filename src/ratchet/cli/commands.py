@@ -192,12 +192,18 @@ def _init_from_peer(args: argparse.Namespace) -> int:
 
 
 def _template_root() -> Path:
-    """Templates are the repository's examples/ (a source checkout or editable install)."""
-    here = Path(__file__).resolve().parents[3] / "examples"
-    if here.is_dir():
-        return here
-    packaged = resources.files("ratchet") / "templates"
-    return Path(str(packaged))
+    """Where the study templates are: inside the installed package (a wheel, where setup.py
+    put them), else the examples/ of the source checkout this package runs from (editable)."""
+    packaged = Path(str(resources.files("ratchet") / "templates"))
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[3]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "examples").is_dir():
+        return checkout / "examples"
+    raise RatchetError(
+        f"the study templates are missing from this install of ratchet ({packaged}) —"
+        " reinstall it from a wheel or a source checkout"
+    )
 
 
 def _template_files(root: Path) -> list[str]:
