@@ -14,7 +14,7 @@ import shlex
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -148,10 +148,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     clash = [n for n in [*names, AGENTS_FILE] if (target / n).exists()]
     if clash:
         raise ConfigError(f"{target / clash[0]} already exists — choose an empty directory")
-    for name in names:
-        dest = target / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes((source / name).read_bytes())
+    with _user_dir(target, "ratchet init"):
+        for name in names:
+            dest = target / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes((source / name).read_bytes())
     # Instructions for a coding agent driving the study with `ratchet try`, from its own config.
     (target / AGENTS_FILE).write_text(agent_instructions(load_study(target)), encoding="utf-8")
     committed = Repo.init_if_needed(target, f"ratchet init --template {args.template}")
@@ -179,6 +180,8 @@ def _init_from_peer(args: argparse.Namespace) -> int:
     target = Path(args.dir)
     if (target / AGENTS_FILE).exists():
         raise ConfigError(f"{target / AGENTS_FILE} already exists — choose an empty directory")
+    with _user_dir(target, "ratchet init"):
+        target.mkdir(parents=True, exist_ok=True)
     source = port(peer, Path(src), target, metric)
     (target / AGENTS_FILE).write_text(agent_instructions(load_study(target)), encoding="utf-8")
     committed = Repo.init_if_needed(target, f"ratchet init --from {peer}")
@@ -189,6 +192,22 @@ def _init_from_peer(args: argparse.Namespace) -> int:
     runs = source.max_iterations or 10
     out.print(f"next: ratchet run {args.dir} --max-experiments {runs}")
     return 0
+
+
+@contextlib.contextmanager
+def _user_dir(path: Path, what: str) -> Iterator[None]:
+    """Writing into a directory the user named: an OS refusal (``/dev/null/x``, a file, no
+    permission) is their error to fix, one sentence and exit 2, not a bug in ratchet."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what}: {path} is a file, not a directory — choose a directory")
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise ConfigError(
+            f"{what}: cannot write into {path}{where}: {exc.strerror or exc} —"
+            " choose a directory you can create and write to"
+        ) from None
 
 
 def _template_root() -> Path:
@@ -471,6 +490,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
     experiments = _experiments(study, args.tag)
     out_dir = args.out or study.root / STATE_DIR
+    with _user_dir(out_dir, "ratchet report --out"):
+        out_dir.mkdir(parents=True, exist_ok=True)
     png, md = write_report(
         experiments,
         metric_name=study.metric.name,
