@@ -126,6 +126,28 @@ def test_whole_file_for_a_protected_path_is_passed_on_for_verify_to_refuse() -> 
     assert parsed.edits == {"evaluate.py": "print('mse: 0')\n"}
 
 
+@pytest.mark.parametrize(
+    ("head", "description", "rationale"),
+    [
+        (  # ShinkaEvolve's shape: NAME, DESCRIPTION and DIFF each in their own tag lines
+            "<NAME>\nfaster_lr\n</NAME>\n\n<DESCRIPTION>\nRaise the learning rate.\n"
+            "It learns too slowly.\n</DESCRIPTION>\n\n<DIFF>\n",
+            "Raise the learning rate.",
+            "faster_lr\nIt learns too slowly.",
+        ),
+        ("<NAME>faster_lr</NAME>\n<DIFF>\n", "faster_lr", ""),
+        ("<DIFF>\nRaise the learning rate\n", "Raise the learning rate", ""),
+    ],
+)
+def test_a_tagged_answer_is_described_by_its_tags_not_by_a_marker(
+    head: str, description: str, rationale: str
+) -> None:
+    answer = head + sr("train.py", "LR = 0.1", "LR = 0.3") + "</DIFF>\n"
+    parsed = parse_answer(answer, FILES)
+    assert (parsed.description, parsed.rationale) == (description, rationale)
+    assert parsed.edits == {"train.py": TRAIN.replace("LR = 0.1", "LR = 0.3")}
+
+
 def test_missing_description_is_derived_from_the_files() -> None:
     assert parse_answer(sr("train.py", "LR = 0.1", "LR = 2"), FILES).description == (
         "edit train.py"

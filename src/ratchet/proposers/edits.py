@@ -30,7 +30,10 @@ and ``./train.py`` both mean ``train.py``). Several blocks, for several
 files, may appear in one answer; blocks on one file apply in order.
 
 The first line outside any block is the description; the other prose lines
-are the rationale.
+are the rationale. Answers in tags, as ShinkaEvolve-style prompts ask for
+(``<NAME>hex_grid</NAME>``, ``<DESCRIPTION>…</DESCRIPTION>``, ``<DIFF>…``), lose
+the tag markers: the description is the first line of ``DESCRIPTION``, else of
+``NAME``, else the first prose line.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ _HUNK = re.compile(r"^@@\s*-(\d+)(?:,\d+)?\s+\+\d+(?:,\d+)?\s*@@")
 _LINE_NUMBER = re.compile(r"^\s*\d+ ?\| ?")
 _NAME_PREFIX = re.compile(r"^(?:file(?:name)?|path)\s*:\s*", re.IGNORECASE)
 _DESCRIPTION_PREFIX = re.compile(r"^(?:description|summary|change)\s*:\s*", re.IGNORECASE)
+_TAG = re.compile(r"<(/?)([A-Z][A-Z0-9_]*)>")  # <NAME>, </DESCRIPTION>: uppercase, no attributes
+_DESCRIBING_TAGS = ("DESCRIPTION", "NAME")  # where a tagged answer says what it changes
 _MAX_DESCRIPTION = 200
 _MAX_RATIONALE = 2000
 
@@ -548,11 +553,35 @@ def _prose(scan: _Scan) -> tuple[str, str]:
         if lines[i].strip():
             prose.append(lines[i].strip())
         i += 1
+    prose, tagged = _untag(prose)
     if not prose:
         return "", ""
-    description = _DESCRIPTION_PREFIX.sub("", prose[0].strip("#*-> `").strip()).strip("*` ")
-    rationale = "\n".join(prose[1:])
+    first = next((tagged[t] for t in _DESCRIBING_TAGS if t in tagged), 0)
+    description = _DESCRIPTION_PREFIX.sub("", prose[first].strip("#*-> `").strip()).strip("*` ")
+    rationale = "\n".join(prose[:first] + prose[first + 1 :])
     return description[:_MAX_DESCRIPTION], rationale[:_MAX_RATIONALE]
+
+
+def _untag(prose: list[str]) -> tuple[list[str], dict[str, int]]:
+    """Prose lines without tag markers (a line of markers only is dropped), and for each tag
+    the index of its first line of text. A line's text belongs to the tag it opens, else to
+    the tag still open from an earlier line."""
+    kept: list[str] = []
+    first: dict[str, int] = {}
+    open_tag: str | None = None
+    for line in prose:
+        markers = list(_TAG.finditer(line))
+        text = _TAG.sub("", line).strip()
+        owner = open_tag
+        if markers and markers[0].start() == 0 and not markers[0].group(1):
+            owner = markers[0].group(2)
+        for marker in markers:
+            open_tag = None if marker.group(1) else marker.group(2)
+        if text:
+            if owner is not None:
+                first.setdefault(owner, len(kept))
+            kept.append(text)
+    return kept, first
 
 
 def _after_snippet(scan: _Scan, at: int) -> int:
