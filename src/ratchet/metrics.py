@@ -30,9 +30,11 @@ same line is still found.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["ProgressPoint", "ParsedOutput", "MetricParser", "parse_output"]
@@ -169,7 +171,21 @@ class MetricParser:
         )
         if self._in_progress:
             problem += f' (JSON lines with "progress" are progress points; print {name} on its own)'
+        near = near_name(name, self._extras)
+        if near is not None:
+            problem += (
+                f"; it printed {near} — if that is the metric, set [metric] name = \"{near}\""
+                f" in ratchet.toml, or print {name}"
+            )
         return problem
+
+
+def near_name(name: str, printed: Iterable[str]) -> str | None:
+    """The printed name closest to the metric's (``runtime_ms`` for ``runtime``, ``MSE`` for
+    ``mse``), if one is close enough to be a likely slip; case is ignored when comparing."""
+    by_lower = {key.lower(): key for key in printed}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
 
 
 def parse_output(text: str, name: str) -> ParsedOutput:

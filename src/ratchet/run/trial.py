@@ -46,6 +46,7 @@ from ..observer import Observer
 from ..policies.base import Choice
 from ..store.journal import write_journal
 from ..study import Study
+from .advice import baseline_advice
 from .verify import dedupe, diff_stats, verify
 from .workspace import Workspace
 
@@ -233,12 +234,10 @@ def baseline(bench: Bench) -> Experiment:
     outcome = _measure_baseline(trial)
     exp = trial.finish(outcome)
     if outcome.status != "baseline":
-        study = bench.study
-        command = study.run.command or (study.evaluate and study.evaluate.command)
+        advice = baseline_advice(bench.study, outcome.status, outcome.reason, trial.id)
         raise BaselineFailed(
             f"the baseline (unmodified code) ended with {outcome.status}: {outcome.reason}"
-            f" — fix the study until `{command}` works, see"
-            f" `ratchet show {trial.id} --log`"
+            f" — {advice}"
         )
     return exp
 
