@@ -10,11 +10,9 @@ import argparse
 import contextlib
 import json
 import re
-import shlex
-import shutil
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -24,16 +22,13 @@ from rich.table import Table
 from ..decide.judge import make_judge
 from ..errors import ConfigError, RatchetError
 from ..execute.phases import Candidate, Executor
-from ..execute.sandbox import describe, warning
+from ..execute.sandbox import warning
 from ..git.repo import Repo
 from ..models import ROUTINE, Experiment, shown_status
 from ..proposers import make_proposer
-from ..removal import remove_tree
 from ..run.loop import RunOptions, run_study
 from ..run.trying import AGENTS_FILE, agent_instructions, format_line, try_working_tree
 from ..run.workspace import (
-    ABANDONED_DIR,
-    IN_PLACE,
     STATE_DIR,
     check_tag,
     fresh_worktree,
@@ -42,14 +37,15 @@ from ..run.workspace import (
 from ..safetext import printable
 from ..store import queries
 from ..store.journal import confirmed
-from ..study import CONFIG_NAME, Study, load_study
+from ..study import Study, load_study
 from ..ui import command as ui
-from . import steer
+from . import doctor, steer
 from .console import ConsoleObserver, format_metric
 
 __all__ = ["register"]
 
 TEMPLATES = ("sine", "nanogpt", "blank", "sort", "prompt", "circle_packing")
+PROPOSERS = ("mutate", "sweep", "llm", "agent", "replay")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--proposer",
         action="append",
-        choices=("mutate", "sweep", "llm", "agent", "replay"),
+        choices=PROPOSERS,
         help="repeat it to let several take turns (a bandit on keeps per second)",
     )
     p.add_argument("--replay", type=Path, help="JSONL file of proposals (--proposer replay)")
@@ -118,9 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     steer.register(sub)
     ui.register(sub)
 
-    p = sub.add_parser("doctor", help="what is installed, reachable, misconfigured")
-    p.add_argument("dir", nargs="?", default=".")
-    p.set_defaults(func=cmd_doctor)
+    doctor.register(sub, PROPOSERS)
 
 
 def _dir_tag(p: argparse.ArgumentParser, default: str | None = "main") -> None:
@@ -501,109 +495,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     _out().print(f"wrote {png}\nwrote {md}")
     return 0
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    out = _out()
-    checks: list[tuple[str, bool, str]] = [
-        ("python", sys.version_info >= (3, 10), sys.version.split()[0]),
-        ("git", shutil.which("git") is not None, shutil.which("git") or "install git"),
-    ]
-    checks += _doctor_study(Path(args.dir))
-    for name, ok, detail in checks:
-        out.print(f"{'ok ' if ok else 'BAD'} {name:<10} {printable(detail)}")
-    return 0 if all(ok for _, ok, _ in checks) else 1
-
-
-def _doctor_study(path: Path) -> list[tuple[str, bool, str]]:
-    if not (path / CONFIG_NAME).is_file():
-        return [("study", False, f"no {CONFIG_NAME} in {path.resolve()}")]
-    try:
-        study = load_study(path)
-    except RatchetError as exc:
-        return [("study", False, str(exc))]
-    results = [("study", True, f"{study.name}: {len(study.editable_files())} editable")]
-    results.append(_check("repo", lambda: _repo_line(study)))
-    results.append(_check("proposer", lambda: _proposer_line(study)))
-    results.append(_check("sandbox", lambda: describe(study.run.sandbox, study.run.hide)))
-    if (study.root / STATE_DIR / "ledger.sqlite").exists():
-        results.append(_check("ledger", lambda: _ledger_line(study)))
-    return results + _leftovers(study.root / STATE_DIR / ABANDONED_DIR)
-
-
-def _leftovers(abandoned: Path) -> list[tuple[str, bool, str]]:
-    """Worktrees a run moved aside: deleted now if possible, else how a person can."""
-    if not abandoned.is_dir():
-        return []
-    stuck: list[tuple[Path, str]] = []
-    for path in sorted(p for p in abandoned.iterdir() if p.suffix != ".reason"):
-        try:
-            remove_tree(path)
-        except OSError as exc:
-            stuck.append((path, str(exc)))
-            continue
-        path.with_name(path.name + ".reason").unlink(missing_ok=True)
-    stuck += _left_in_place(abandoned)
-    if not stuck:
-        with contextlib.suppress(OSError):
-            abandoned.rmdir()  # only when empty
-        return []
-    path, why = stuck[0]
-    quoted = shlex.quote(str(path))
-    more = f" (and {len(stuck) - 1} more)" if len(stuck) > 1 else ""
-    return [
-        (
-            "leftovers",
-            False,
-            f"cannot remove the abandoned worktree {path}{more}: {why} — as root run"
-            f" `chattr -R -i -a {quoted} && rm -rf {quoted}`, then rerun ratchet doctor",
-        )
-    ]
-
-
-def _left_in_place(abandoned: Path) -> list[tuple[Path, str]]:
-    """Worktrees a run could not even move (never deleted here: a run may use the name
-    again once they are fixed); a note whose worktree is gone is dropped."""
-    found = []
-    for note in sorted(abandoned.glob(f"*{IN_PLACE}")):
-        where, _, why = note.read_text(encoding="utf-8", errors="replace").partition("\n")
-        if Path(where).exists():
-            found.append((Path(where), why.strip()))
-        else:
-            note.unlink(missing_ok=True)
-    return found
-
-
-def _check(name: str, probe: Callable[[], str]) -> tuple[str, bool, str]:
-    try:
-        return (name, True, probe())
-    except RatchetError as exc:
-        return (name, False, str(exc))
-
-
-def _repo_line(study: Study) -> str:
-    repo = Repo.discover(study.root)
-    return f"{repo.root} at {repo.head()[:7]}"
-
-
-def _proposer_line(study: Study) -> str:
-    if study.proposer.kind == "llm":
-        from ..proposers.llm import check_endpoint
-
-        return check_endpoint(study)
-    if study.proposer.kind == "replay" and not study.proposer.replay:
-        return "replay (pass --replay FILE to `ratchet run`)"
-    make_proposer(study)
-    return study.proposer.kind
-
-
-def _ledger_line(study: Study) -> str:
-    ledger = queries.open_read(study.root)
-    try:
-        count = len(ledger.experiments())
-    finally:
-        ledger.close()
-    return f"{study.root / STATE_DIR / 'ledger.sqlite'} ({count} experiments)"
 
 
 def _change(base: float | None, best: float | None) -> str:
