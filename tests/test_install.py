@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # about 20 s: a wheel built and installed
 ROOT = Path(__file__).resolve().parents[1]
 # Each baseline takes about a second. nanogpt (a 60 s training run after a data preparation)
 # and prompt (a 135M model loaded for each sample) are scaffolded and compared, not run.
@@ -90,7 +91,6 @@ def test_the_package_runs_from_the_venv_not_the_checkout(installed: Path, tmp_pa
     assert Path(where).resolve().is_relative_to(installed.parent.resolve())
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("template", MEASURED)
 def test_each_template_measures_its_baseline(
     installed: Path, tmp_path: Path, template: str
