@@ -53,9 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe fails here, not in Python's flush at exit
+        return code
     except BrokenPipeError:
         return _closed_pipe()
+    except SystemExit as exc:  # rich exits 1 on a closed pipe, from inside its except
+        if isinstance(exc.__context__, BrokenPipeError):
+            return _closed_pipe()
+        raise
     except KeyboardInterrupt:  # where a command has no cleaner way to stop (run and try do)
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
