@@ -45,6 +45,7 @@ demo: install
 	@echo "results.tsv:  $(DEMO_DIR)/.ratchet/results.tsv"
 	@echo "progress.png: $(DEMO_DIR)/.ratchet/progress.png"
 	@echo "kept commits: git -C $(DEMO_DIR) log --oneline ratchet/demo"
+	@echo "ratchet on your PATH: source $(BIN)/activate (or uv tool install . / pipx install .)"
 
 # Opt-in, never part of `make test`: the llm proposer end to end against SmolLM2-135M served
 # by llama-cpp-python on 127.0.0.1 (builds from source the first time: ~7 minutes on 2 cores).
