@@ -110,3 +110,10 @@ def test_init_blank_in_a_new_directory(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     rows = json.loads(ratchet("log", str(target), "--json").stdout)
     assert rows[0]["status"] == "baseline" and len(rows) == 4
+
+
+def test_init_of_an_llm_study_says_how_to_give_it_a_model(tmp_path: Path) -> None:
+    done = ratchet("init", str(tmp_path / "p"), "--template", "prompt")
+    assert done.returncode == 0, done.stderr
+    assert f"next: ratchet run {tmp_path / 'p'} --model MODEL --max-experiments 10" in done.stdout
+    assert "ratchet doctor" in done.stdout and "--proposer llm --model MODEL" in done.stdout

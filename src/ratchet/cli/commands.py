@@ -148,7 +148,8 @@ def cmd_init(args: argparse.Namespace) -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes((source / name).read_bytes())
     # Instructions for a coding agent driving the study with `ratchet try`, from its own config.
-    (target / AGENTS_FILE).write_text(agent_instructions(load_study(target)), encoding="utf-8")
+    study = load_study(target)
+    (target / AGENTS_FILE).write_text(agent_instructions(study), encoding="utf-8")
     committed = Repo.init_if_needed(target, f"ratchet init --template {args.template}")
     out = _out()
     out.print(f"created the {args.template} study in {target.resolve()}")
@@ -156,7 +157,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         out.print("commit it before running: git add -A && git commit -m 'add study'")
     if (target / "prepare.py").is_file():
         out.print(f"first prepare the data: cd {args.dir} && python prepare.py")
-    out.print(f"next: ratchet run {args.dir} --max-experiments 10")
+    if study.proposer.kind == "llm":  # it cannot start without a model: say how to give one
+        out.print(
+            f"next: ratchet run {args.dir} --model MODEL --max-experiments 10 (a key in"
+            " OPENAI_API_KEY or ANTHROPIC_API_KEY, or OPENAI_BASE_URL for a local server;"
+            f" check it first with `ratchet doctor {args.dir} --proposer llm --model MODEL`)"
+        )
+    else:
+        out.print(f"next: ratchet run {args.dir} --max-experiments 10")
     out.print(f"or let a coding agent drive it: {AGENTS_FILE} tells it to loop with `ratchet try`")
     return 0
 
