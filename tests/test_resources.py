@@ -325,3 +325,20 @@ def test_the_slots_memory_caps_the_run(tmp_path: Path) -> None:
     m = executor.measure(candidate)
     assert m.status == "crash"
     assert "300 MB memory limit ([run] max_memory_mb)" in m.reason
+
+
+def test_the_nanogpt_study_runs_one_experiment_per_gpu_as_its_readme_says(tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "examples" / "nanogpt"
+    target = tmp_path / "nanogpt"
+    shutil.copytree(example, target)
+    toml = (target / "ratchet.toml").read_text()
+    head, tail = toml.split("Uncomment:\n")
+    uncommented = "\n".join(line.removeprefix("# ") for line in tail.splitlines())
+    (target / "ratchet.toml").write_text(head + "\n" + uncommented + "\n")
+    study = load_study(target)
+    machine = Machine(cpus=tuple(range(32)), gpus=("0", "1", "2", "3"), memory_mb=256_000)
+    slots = plan_slots(study, None, machine)
+    assert [s.gpus for s in slots] == [("0",), ("1",), ("2",), ("3",)]
+    assert slots[2].cpus == tuple(range(16, 24))
+    assert slots[2].environ()["CUDA_VISIBLE_DEVICES"] == "2"
+    assert slots[2].environ()["OMP_NUM_THREADS"] == "8"
