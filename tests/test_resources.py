@@ -171,6 +171,8 @@ def test_cuda_visible_devices_set_by_the_user_is_what_ratchet_shares(tmp_path: P
     path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
     assert detect_gpus({"PATH": path, "CUDA_VISIBLE_DEVICES": "2,3"}) == ("2", "3")
     assert detect_gpus({"PATH": path, "CUDA_VISIBLE_DEVICES": ""}) == ()
+    assert detect_gpus({"PATH": path, "CUDA_VISIBLE_DEVICES": "-1"}) == ()
+    assert detect_gpus({"PATH": path, "CUDA_VISIBLE_DEVICES": "1,-1,2"}) == ("1",)
 
 
 def test_a_failing_nvidia_smi_means_no_gpus(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ an empty environment: the phase runs exactly as with one worker.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -97,8 +98,9 @@ def _memory_mb() -> float | None:
 def detect_gpus(environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
     """The GPU ids experiments may be given, as ``CUDA_VISIBLE_DEVICES`` entries."""
     chosen = environ.get("CUDA_VISIBLE_DEVICES")
-    if chosen is not None:
-        return tuple(part.strip() for part in chosen.split(",") if part.strip())
+    if chosen is not None:  # CUDA reads the list up to its first invalid entry ("-1": none)
+        entries = [part.strip() for part in chosen.split(",")]
+        return tuple(itertools.takewhile(lambda part: part and not part.startswith("-"), entries))
     found = _nvidia_smi(environ.get("PATH"))
     if found is None and _NVIDIA_PROC.is_dir():
         found = tuple(str(i) for i in range(len(list(_NVIDIA_PROC.iterdir()))))
