@@ -148,3 +148,30 @@ def test_the_clock_moves_without_events(tmp_path: Path) -> None:
     assert len(set(elapsed)) >= 3, elapsed
     assert max(elapsed) >= 0.4
     assert re.search(r"^w1 +idle", plain(out), re.M)
+
+
+def latest(out: io.StringIO, worker: str) -> str:
+    """The worker's line in the latest frame drawn (after a few timer ticks)."""
+    time.sleep(0.2)
+    return re.findall(rf"^{worker} .*$", plain(out), re.M)[-1]
+
+
+def test_a_remeasurement_inside_a_workers_trial_shows_then_gives_the_line_back(
+    tmp_path: Path,
+) -> None:
+    console, out = terminal()
+    with ConsoleObserver(console, study(tmp_path), [], refresh_per_second=20) as view:
+        view.assigned("w1", None)
+        view.assigned("w0", 5)
+        view.experiment_started(5, "deeper")
+        view.phase_started(5, "run", 60)
+        assert re.match(r"w0 +#5 +deeper +run", latest(out, "w0"))
+        view.assigned("w0", 6)  # the trial re-measures the incumbent before judging #5
+        view.experiment_started(6, "re-measure")
+        view.phase_started(6, "run", 60)
+        assert re.match(r"w0 +#6 +re-measure +run", latest(out, "w0"))
+        view.experiment_finished(done(6, "remeasure"))
+        assert re.match(r"w0 +#5 +deeper +run", latest(out, "w0"))
+        view.experiment_finished(done(5, "keep"))
+        assert re.match(r"w0 +idle", latest(out, "w0"))
+    assert rows(plain(out)) == [5, 6]

@@ -96,7 +96,9 @@ class ConsoleObserver(Observer):
         self.best = best.metric if best else None
         self.baseline = next((e.metric for e in history if e.status == "baseline"), None)
         self.flights: dict[int, _Flight] = {}
-        self.workers: dict[str, int | None] = {}
+        # Each worker's experiments, innermost last: a re-measurement a candidate's trial takes
+        # is assigned on top of it, and the candidate is shown again once that finished.
+        self.workers: dict[str, list[int]] = {}
         self.multi = workers > 1
         self.refresh_s = 1.0 / refresh_per_second
         self.clock = clock
@@ -131,7 +133,11 @@ class ConsoleObserver(Observer):
 
     def assigned(self, worker: str, exp_id: int | None) -> None:
         with self._lock:
-            self.workers[worker] = exp_id
+            held = self.workers.setdefault(worker, [])
+            if exp_id is None:
+                held.clear()
+            elif exp_id not in held:
+                held.append(exp_id)
             if len(self.workers) > 1 and not self.multi:
                 self.multi = True
                 if self._open:
@@ -163,9 +169,9 @@ class ConsoleObserver(Observer):
                 self.best = experiment.metric
                 self.baseline = self.baseline if self.baseline is not None else experiment.metric
             self.flights.pop(experiment.id, None)
-            for worker, exp_id in self.workers.items():
-                if exp_id == experiment.id:
-                    self.workers[worker] = None
+            for held in self.workers.values():
+                if experiment.id in held:
+                    held.remove(experiment.id)
             entry = (experiment.id, self._order, self.clock(), experiment)
             heapq.heappush(self._held, entry)
             self._order += 1
@@ -186,7 +192,7 @@ class ConsoleObserver(Observer):
         also waits, for at most ``_GAP_S``, for the id just before it: another
         worker may have been given that id and not said so yet.
         """
-        waiting = set(self.flights) | {e for e in self.workers.values() if e is not None}
+        waiting = set(self.flights).union(*self.workers.values())
         first = math.inf if everything or not waiting else min(waiting)
         now = self.clock()
         while self._held and self._held[0][0] < first:
@@ -258,12 +264,13 @@ class ConsoleObserver(Observer):
         text.append(f"  {' · '.join(counts)}")
         shown: set[int] = set()
         for worker in sorted(self.workers, key=lambda w: (len(w), w)):
-            exp_id = self.workers[worker]
+            held = self.workers[worker]
+            exp_id = held[-1] if held else None
             text.append("\n")
             if exp_id is None:
                 text.append(f"{worker:<4} idle", style="dim")
                 continue
-            shown.add(exp_id)
+            shown.update(held)
             text.append_text(self._flight_line(worker, exp_id, now))
         for exp_id in sorted(set(self.flights) - shown):  # e.g. a re-measurement
             text.append("\n")
