@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ratchet.models import Experiment
-from ratchet.report import summarize, write_report
+from ratchet.report import _figure, is_experiment, summarize, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -151,3 +151,90 @@ def test_importing_the_module_does_not_import_matplotlib() -> None:
     code = "import sys, ratchet.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- what counts as an experiment, and how the figure draws it --------------------------------
+
+
+def with_extras() -> list[Experiment]:
+    """A baseline, a keep and a crash, plus a re-measurement and a proposer failure."""
+    no_proposal = Experiment(
+        id=4,
+        tag="t",
+        parent="a",
+        commit=None,
+        status="rejected",
+        description="(no proposal)",
+        reason="proposal: the model answered nothing usable",
+        meta={"proposer_failed": True, "unusable": False},
+    )
+    return [
+        exp(1, "baseline", 10.0, None, "a", "baseline"),
+        exp(2, "keep", 8.0, "a", "b", "better"),
+        exp(3, "remeasure", 8.1, "b", "b"),
+        no_proposal,
+        exp(5, "crash", None, "b", None, "broken"),
+        exp(6, "discard", 9.0, "b", None, "worse"),
+    ]
+
+
+def test_remeasurements_and_no_proposal_rows_are_not_counted(tmp_path: Path) -> None:
+    _, md = write_report(with_extras(), metric_name="loss", goal="minimize", out_dir=tmp_path)
+    text = md.read_text()
+    assert "| experiments | 4 |" in text
+    assert "| keep rate | 1 of 3 after the baseline (33.3 %) |" in text
+    assert "| remeasure |" not in text and "| rejected |" not in text
+    assert (
+        "Not counted as experiments: 1 re-measurement of the incumbent"
+        " and 1 proposer failure (no proposal)." in text
+    )
+
+
+def drawn(ax: object) -> dict[str, list[float]]:
+    """x of every scatter point in the figure, by legend label."""
+    found: dict[str, list[float]] = {}
+    for collection in ax.collections:  # type: ignore[attr-defined]
+        xs = [float(x) for x, _ in collection.get_offsets()]
+        found.setdefault(collection.get_label(), []).extend(xs)
+    return found
+
+
+def test_the_figure_numbers_experiments_by_id_and_draws_only_experiments() -> None:
+    rows = with_extras()
+    kept = [e for e in rows if is_experiment(e)]
+    fig = _figure(kept, summarize(rows, "minimize"), "loss", "minimize", "toy")
+    ax = fig.axes[0]
+    points = drawn(ax)
+    assert points["baseline and kept"] == [1.0, 2.0]
+    assert points["discarded"] == [6.0]
+    assert points["crash, timeout or pruned"] == [5.0]  # the crash, not the "(no proposal)" row
+    everywhere = [x for xs in points.values() for x in xs]
+    assert 3.0 not in everywhere and 4.0 not in everywhere
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert "toy: 4 experiments, 1 kept" in ax.get_title()
+
+
+def test_one_experiment_is_singular() -> None:
+    rows = [exp(1, "baseline", 2.0, None, "a")]
+    fig = _figure(rows, summarize(rows, "minimize"), "loss", "minimize", "toy")
+    assert fig.axes[0].get_title().startswith("toy: 1 experiment, 0 kept")
+
+
+def test_labels_of_close_keeps_never_overlap() -> None:
+    rows = [exp(1, "baseline", 10.0, None, "c1", "baseline")]
+    rows += [
+        exp(i, "keep", 10.0 - 0.01 * i, f"c{i - 1}", f"c{i}", f"change number {i} to the model")
+        for i in range(2, 40)
+    ]
+    fig = _figure(rows, summarize(rows, "minimize"), "loss", "minimize", "toy")
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if t.get_visible()]
+    assert "change number 39 to the model" in [t.get_text() for t in labels]
+    assert len(labels) >= 5
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, box in enumerate(boxes):
+        for other in boxes[i + 1 :]:
+            assert not box.overlaps(other)

@@ -1,7 +1,8 @@
 """The study report: ``progress.png`` and ``report.md``.
 
 The figure follows karpathy/autoresearch's analysis notebook: experiment
-number on x, the metric on y, non-kept measured experiments as small grey
+number on x (the ledger id, as ``ratchet show ID`` takes it, in whole-number
+ticks), the metric on y, non-kept measured experiments as small grey
 dots, the baseline and kept experiments as larger green points labelled with
 their description, and a step line of the incumbent's value.
 
@@ -12,8 +13,15 @@ Decisions worth knowing:
   that (a diverged run) is drawn as a grey triangle on the edge instead of
   squashing the frontier into one pixel. The axis is logarithmic when the
   frontier spans more than two orders of magnitude.
-- Experiments without a metric (crash, timeout, rejected, interrupted) are
-  small red crosses along the bottom edge, so failures stay visible.
+- Candidates that ran and failed (crash, timeout, pruned) are small red
+  crosses along the bottom edge, so failures stay visible; proposals refused
+  before they ran (rejected) are small magenta ticks there.
+- Only experiments count and are drawn: a re-measurement of the incumbent
+  (``remeasure``) measures no change, and a "(no proposal)" row records a
+  proposer that failed to propose. report.md counts them apart.
+- Labels of kept experiments never overlap: each is placed beside its point
+  where it collides with no label placed before (the latest keep first), or
+  left out (report.md's table has every description).
 - "Best" is the incumbent (``models.incumbent``: the latest baseline or
   keep), the same best as ``ratchet status``, the console and the run's
   summary; discarded experiments never count, even when their number looks
@@ -36,15 +44,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import KEPT, MEASURES_COMMIT, STATUSES, Experiment, gain, incumbent
-from .safetext import printable
+from .models import FAILED, KEPT, MEASURES_COMMIT, STATUSES, Experiment, gain, incumbent
+from .safetext import clip, counted, printable
 
-__all__ = ["Hit", "Summary", "summarize", "render_markdown", "write_report"]
+__all__ = [
+    "Hit",
+    "Summary",
+    "is_experiment",
+    "is_proposal_failure",
+    "summarize",
+    "render_markdown",
+    "write_report",
+]
 
 _GREEN, _DARK_GREEN, _GREY, _RED = "#2ecc71", "#1a7a3a", "#bbbbbb", "#d62728"
+_MAGENTA = "#b03aa0"
 _LABEL_CHARS = 45
 _TOP_HITS = 25
-_FAILED = "no metric (crash, timeout...)"
+_FAILED = "crash, timeout or pruned"
+_REJECTED = "rejected (never ran)"
+# Where a label may go beside its point (offset in points, horizontal alignment), in order.
+_LABEL_SPOTS = ((6, 6, "left"), (6, -14, "left"), (-6, 6, "right"), (-6, -14, "right"))
+
+
+def is_proposal_failure(e: Experiment) -> bool:
+    """A "(no proposal)" row: the proposer failed or answered nothing applicable."""
+    return e.commit is None and bool(e.meta.get("proposer_failed") or e.meta.get("unusable"))
+
+
+def is_experiment(e: Experiment) -> bool:
+    """Whether a ledger row counts as an experiment: not a re-measurement, not a non-proposal."""
+    return e.status != "remeasure" and not is_proposal_failure(e)
 
 
 @dataclass(frozen=True)
@@ -74,6 +104,8 @@ class Summary:
     after_baseline: int
     hits: list[Hit]
     voided: tuple[Experiment, ...] = ()  # keeps invalidated later (`ratchet invalidate`)
+    remeasures: int = 0  # rows that re-measured the incumbent (not experiments)
+    no_proposal: int = 0  # rows of a proposer that failed to propose (not experiments)
 
     @property
     def keep_rate(self) -> float | None:
@@ -86,8 +118,9 @@ def _frontier(experiments: list[Experiment]) -> list[Experiment]:
     return [e for e in experiments if e.status in KEPT and e.metric is not None and not e.void]
 
 
-def summarize(experiments: list[Experiment], goal: str) -> Summary:
-    """Counts, baseline, best, improvement, keep rate and top hits."""
+def summarize(rows: list[Experiment], goal: str) -> Summary:
+    """Counts, baseline, best, improvement, keep rate and top hits (of experiments only)."""
+    experiments = [e for e in rows if is_experiment(e)]
     tally = Counter(e.status for e in experiments)
     order = [s for s in STATUSES if s in tally] + sorted(set(tally) - set(STATUSES))
     counts = {s: tally[s] for s in order}
@@ -104,6 +137,8 @@ def summarize(experiments: list[Experiment], goal: str) -> Summary:
         after_baseline=sum(e.status not in ("baseline", "running") for e in experiments),
         hits=_hits(experiments, goal),
         voided=tuple(e for e in experiments if e.void is not None),
+        remeasures=sum(e.status == "remeasure" for e in rows),
+        no_proposal=sum(is_proposal_failure(e) for e in rows),
     )
 
 
@@ -170,6 +205,9 @@ def render_markdown(summary: Summary, *, metric_name: str, goal: str, title: str
     lines += [f"| {status} | {n} |" for status, n in summary.counts.items()]
     if not summary.counts:
         lines.append("| (none yet) | 0 |")
+    apart = _not_counted(summary)
+    if apart:
+        lines += ["", f"Not counted as experiments: {apart}."]
     lines += ["", *_hits_table(summary.hits, metric_name)]
     if summary.voided:
         lines += ["", "## Voided keeps", "", "| experiment | description | reason |"]
@@ -179,6 +217,16 @@ def render_markdown(summary: Summary, *, metric_name: str, goal: str, title: str
         ]
     lines += ["", "![progress](progress.png)", ""]
     return "\n".join(lines)
+
+
+def _not_counted(summary: Summary) -> str:
+    """The rows the counts leave out, in words; "" when there are none."""
+    parts = []
+    if summary.remeasures:
+        parts.append(f"{counted(summary.remeasures, 're-measurement')} of the incumbent")
+    if summary.no_proposal:
+        parts.append(f"{counted(summary.no_proposal, 'proposer failure')} (no proposal)")
+    return " and ".join(parts)
 
 
 def _hits_table(hits: list[Hit], metric_name: str) -> list[str]:
@@ -209,13 +257,12 @@ def _hits_table(hits: list[Hit], metric_name: str) -> list[str]:
 
 def _short(text: str) -> str:
     """A description short enough for a point label."""
-    text = printable(text)
-    return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 3] + "..."
+    return clip(text, _LABEL_CHARS)
 
 
 def _title(summary: Summary, title: str, metric_name: str) -> str:
     """Study name, counts and improvement, on one line."""
-    text = f"{title}: {summary.total} experiments, {summary.keeps} kept"
+    text = f"{title}: {counted(summary.total, 'experiment')}, {summary.keeps} kept"
     base, best, pct = summary.baseline, summary.best, summary.improvement_pct
     if base is None or best is None or pct is None:
         return text
@@ -241,30 +288,30 @@ def _draw(ax: Any, experiments: list[Experiment], summary: Summary, goal: str) -
     if log:
         ax.set_yscale("log")
     lo, hi = _y_range(values, log)
-    index = {id(e): i for i, e in enumerate(experiments)}
-    _draw_others(ax, experiments, index, lo, hi)
-    _draw_frontier(ax, frontier, index, goal)
+    _draw_others(ax, experiments, lo, hi)
+    _draw_frontier(ax, frontier, max(e.id for e in experiments))
     ax.set_ylim(lo, hi)
+    _label(ax, frontier)
 
 
-def _draw_others(
-    ax: Any, experiments: list[Experiment], index: dict[int, int], lo: float, hi: float
-) -> None:
+def _draw_others(ax: Any, experiments: list[Experiment], lo: float, hi: float) -> None:
     """Grey dots for measured non-kept experiments, edge markers for the rest."""
     others = [
         e
         for e in experiments
         if (e.status not in MEASURES_COMMIT or e.void is not None) and e.metric is not None
     ]
-    inside = [(index[id(e)], e.metric) for e in others if lo <= e.metric <= hi]
+    inside = [(e.id, e.metric) for e in others if lo <= e.metric <= hi]
     if inside:
         xs, ys = zip(*inside, strict=True)
         ax.scatter(xs, ys, c=_GREY, s=14, alpha=0.7, zorder=2, label="discarded")
     edge = ax.get_xaxis_transform()  # x in data, y in axes fraction: pinned to an edge
+    unmeasured = [e for e in experiments if e.metric is None]
     marks = [
-        ([index[id(e)] for e in others if e.metric > hi], 0.98, "^", _GREY, "off scale"),
-        ([index[id(e)] for e in others if e.metric < lo], 0.02, "v", _GREY, "off scale"),
-        ([index[id(e)] for e in experiments if e.metric is None], 0.02, "x", _RED, _FAILED),
+        ([e.id for e in others if e.metric > hi], 0.98, "^", _GREY, "off scale"),
+        ([e.id for e in others if e.metric < lo], 0.02, "v", _GREY, "off scale"),
+        ([e.id for e in unmeasured if e.status in FAILED], 0.02, "x", _RED, _FAILED),
+        ([e.id for e in unmeasured if e.status == "rejected"], 0.02, "|", _MAGENTA, _REJECTED),
     ]
     labelled = set()
     for xs, y, marker, colour, label in marks:
@@ -275,9 +322,9 @@ def _draw_others(
             ax.scatter(xs, [y] * len(xs), transform=edge, label=label, **style)
 
 
-def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], goal: str) -> None:
-    """Green labelled points and the incumbent's step line."""
-    xs = [index[id(e)] for e in frontier]
+def _draw_frontier(ax: Any, frontier: list[Experiment], last: int) -> None:
+    """Green points and the incumbent's step line, up to experiment ``last``."""
+    xs = [e.id for e in frontier]
     ys = [float(e.metric) for e in frontier]
     ax.scatter(
         xs,
@@ -289,7 +336,6 @@ def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], g
         linewidths=0.5,
         label="baseline and kept",
     )
-    last = max(index.values())
     ax.step(  # the incumbent's value over time: each keep replaced the one before
         [*xs, last],
         [*ys, ys[-1]],
@@ -300,32 +346,59 @@ def _draw_frontier(ax: Any, frontier: list[Experiment], index: dict[int, int], g
         zorder=3,
         label="best (the incumbent)",
     )
-    for x, y, e in zip(xs, ys, frontier, strict=True):
-        label = _short(e.description) or e.status
-        ax.annotate(
-            label,
-            (x, y),
-            textcoords="offset points",
-            xytext=(6, 6),
-            fontsize=8,
-            color=_DARK_GREEN,
-            rotation=30,
-            ha="left",
-            va="bottom",
-        )
+
+
+def _label(ax: Any, frontier: list[Experiment]) -> None:
+    """Each kept point's description where it covers no point nor label placed before, or none.
+
+    The latest keep (the incumbent) is placed first, so it always has its
+    label; the limits must be final, as positions are measured on screen.
+    """
+    from matplotlib.transforms import Bbox
+
+    renderer = ax.figure.canvas.get_renderer()
+    radius = 5.0  # pixels around each point that no label may cover
+    points = ax.transData.transform([(e.id, float(e.metric)) for e in frontier])
+    taken: list[Any] = [
+        Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in points
+    ]
+    for e in reversed(frontier):
+        for dx, dy, align in _LABEL_SPOTS:
+            note = ax.annotate(
+                _short(e.description) or e.status,
+                (e.id, float(e.metric)),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                fontsize=8,
+                color=_DARK_GREEN,
+                ha=align,
+                va="bottom",
+            )
+            box = note.get_window_extent(renderer).expanded(1.05, 1.15)
+            if not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                break
+            note.remove()
 
 
 def _figure(
     experiments: list[Experiment], summary: Summary, metric_name: str, goal: str, title: str
 ) -> Any:
-    """The whole progress figure (matplotlib imported here, never at module import)."""
+    """The whole progress figure (matplotlib imported here, never at module import).
+
+    ``experiments`` are experiments only (``is_experiment``); x is their id.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(14, 7), dpi=120)
+    FigureCanvasAgg(fig)  # the Agg canvas: no pyplot, no global backend switch
     ax = fig.add_subplot()
     ax.set_title(_title(summary, title, metric_name), fontsize=13, pad=12)
     ax.set_xlabel("Experiment #")
     ax.set_ylabel(f"{metric_name} ({'higher' if goal == 'maximize' else 'lower'} is better)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiment numbers, never 2.5
     ax.grid(True, alpha=0.2)
     if not experiments or not _frontier(experiments):
         message = (
@@ -335,9 +408,9 @@ def _figure(
             0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="#666666"
         )
         if experiments:
-            index = {id(e): i for i, e in enumerate(experiments)}
-            _draw_others(ax, experiments, index, -math.inf, math.inf)
-            ax.set_xlim(-0.5, len(experiments) - 0.5)
+            _draw_others(ax, experiments, -math.inf, math.inf)
+            ids = [e.id for e in experiments]
+            ax.set_xlim(min(ids) - 0.5, max(ids) + 0.5)
     else:
         _draw(ax, experiments, summary, goal)
     if ax.get_legend_handles_labels()[0]:
@@ -353,16 +426,17 @@ def write_report(
     out_dir: Path,
     title: str = "",
 ) -> tuple[Path, Path]:
-    """Write progress.png and report.md into ``out_dir`` and return their paths."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    """Write progress.png and report.md into ``out_dir`` and return their paths.
 
+    ``experiments`` are ledger rows; re-measurements and "(no proposal)" rows
+    are counted apart and not drawn.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = title or "ratchet"
     summary = summarize(experiments, goal)
-    fig = _figure(experiments, summary, metric_name, goal, title)
+    fig = _figure([e for e in experiments if is_experiment(e)], summary, metric_name, goal, title)
     png = out_dir / "progress.png"
-    FigureCanvasAgg(fig)  # attach the Agg canvas: no pyplot, no global backend switch
     fig.savefig(png, bbox_inches="tight")
     md = out_dir / "report.md"
     md.write_text(render_markdown(summary, metric_name=metric_name, goal=goal, title=title))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["printable"]
+__all__ = ["printable", "clip", "counted"]
 
 # Whole terminal sequences go, not just their ESC: CSI (colours, cursor moves), OSC (titles,
 # links) and two-character escapes; what is left of a broken one is dropped below.
@@ -44,3 +44,14 @@ def printable(text: str, *, keep_lines: bool = False) -> str:
             kept.append(" ")
     clean = "".join(kept)
     return clean if keep_lines else " ".join(clean.split())
+
+
+def clip(text: str, width: int) -> str:
+    """``printable(text)`` in at most ``width`` characters, a cut one ending in an ellipsis."""
+    text = printable(text)
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 experiment``, ``2 experiments``: a count with its noun in the right number."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -35,6 +35,7 @@ __all__ = [
     "ProposerSpec",
     "SearchSpec",
     "SpaceParam",
+    "ResourcesSpec",
     "load_study",
     "matches",
 ]
@@ -247,6 +248,21 @@ class ProposerSpec(_Section):
     max_failures: int = Field(default=5, ge=1)  # proposal failures in a row that end the run
 
 
+class ResourcesSpec(_Section):
+    """What one experiment needs (``[resources]``); each worker gets its own share.
+
+    ``cpus``: CPUs per experiment, pinned by affinity and told to thread pools
+    (``OMP_NUM_THREADS``...); None shares every CPU without pinning. ``gpus``:
+    GPUs per experiment, given through ``CUDA_VISIBLE_DEVICES``. ``memory_mb``:
+    the memory one experiment may use; it caps ``[run] max_memory_mb`` and
+    bounds how many workers ``--workers auto`` starts. See ``execute.resources``.
+    """
+
+    cpus: int | None = Field(default=None, ge=1)
+    gpus: int = Field(default=0, ge=0)
+    memory_mb: float | None = Field(default=None, gt=0)
+
+
 class _StudyFile(_Section):
     """The TOML document as written; turned into a ``Study`` after path checks."""
 
@@ -260,6 +276,7 @@ class _StudyFile(_Section):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec = ProposerSpec()
     search: SearchSpec = SearchSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -302,6 +319,7 @@ class Study(BaseModel):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec
     search: SearchSpec = SearchSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @property
     def config_path(self) -> Path:
@@ -429,6 +447,7 @@ def load_study(directory: Path) -> Study:
         confirm=parsed.confirm,
         proposer=parsed.proposer,
         search=parsed.search,
+        resources=parsed.resources,
     )
     _check_phases(path, study)
     _check_files(path, study)
@@ -513,7 +532,15 @@ _SECTIONS = (
     "confirm",
     "proposer",
     "search",
+    "resources",
 )
+_RESOURCE_HINTS = {
+    "cpus": "give a whole number of CPUs per experiment, at least 1 (e.g. cpus = 2),"
+    " or leave it out to share every CPU",
+    "gpus": "give a whole number of GPUs per experiment, 0 or more (e.g. gpus = 1)",
+    "memory_mb": "give the megabytes one experiment may use, above 0 (e.g. memory_mb = 8000),"
+    " or leave it out for no limit",
+}
 _EXAMPLES = {
     "study": 'name = "mystudy"',
     "files": 'editable = ["train.py"]',
@@ -547,6 +574,8 @@ def _describe(path: Path, exc: ValidationError) -> str:
             f"{path}: {key} must be {bound} number of seconds, got {err.get('input')!r}"
             f" — set e.g. {loc[-1]} = {60 if loc[-1] == 'budget' else 5}"
         )
+    if section == "resources" and len(loc) == 2 and loc[1] in _RESOURCE_HINTS:
+        return f"{path}: {key} = {err.get('input')!r} is not allowed — {_RESOURCE_HINTS[loc[1]]}"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {key} = {err.get('input')!r} is not allowed — use one of {expected}"

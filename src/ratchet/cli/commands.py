@@ -34,7 +34,7 @@ from ..run.workspace import (
     fresh_worktree,
     lock_holder,
 )
-from ..safetext import printable
+from ..safetext import counted, printable
 from ..store import queries
 from ..store.journal import confirmed
 from ..study import Study, load_study
@@ -265,7 +265,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = _out()
     change = _change(summary.baseline, summary.best)
     out.print(
-        f"tag {summary.tag}: {summary.ran} experiments this run, {summary.kept} kept in all;"
+        f"tag {summary.tag}: {counted(summary.ran, 'experiment')} this run,"
+        f" {summary.kept} kept in all;"
         f" {study.metric.name} {format_metric(summary.baseline)} → {format_metric(summary.best)}"
         f" ({change}); stopped: {printable(summary.stopped)}"
     )
@@ -355,7 +356,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if len(members) > 1:  # an ensemble, or several runs with different proposers
         for who, (runs, keeps, seconds, dollars) in members.items():
             cost = f", ${dollars:.2f}" if dollars else ""
-            out.print(f"  {who:<8} {keeps} keeps of {runs} experiments, {seconds:.1f} s{cost}")
+            tally = f"{counted(keeps, 'keep')} of {counted(runs, 'experiment')}"
+            out.print(f"  {who:<8} {tally}, {seconds:.1f} s{cost}")
     for name in sorted({e.tag for e in experiments}):
         pid = lock_holder(study, name)
         running = [e for e in figures.running if e.tag == name]

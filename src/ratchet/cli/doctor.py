@@ -27,7 +27,7 @@ from ..models import Experiment
 from ..proposers import make_proposer
 from ..removal import remove_tree
 from ..run.workspace import ABANDONED_DIR, IN_PLACE, STATE_DIR
-from ..safetext import printable
+from ..safetext import counted, printable
 from ..store import queries
 from ..study import CONFIG_NAME, Study, load_study
 
@@ -185,7 +185,7 @@ def _ledger_line(study: Study) -> str:
         count = len(ledger.experiments())
     finally:
         ledger.close()
-    return f"{study.root / STATE_DIR / 'ledger.sqlite'} ({count} experiments)"
+    return f"{study.root / STATE_DIR / 'ledger.sqlite'} ({counted(count, 'experiment')})"
 
 
 def _failed_baselines(experiments: list[Experiment]) -> list[Check]:

@@ -41,6 +41,7 @@ from ..metrics import MetricParser, ParsedOutput, ProgressPoint
 from ..observer import Observer
 from ..study import Study
 from .environment import experiment_env, user_environ
+from .resources import Slot
 from .runner import RunResult, RunSpec, run_command
 from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint, resolve
 from .sealed import Reported, Sealed, SealProblem, read_reports, receive, sealed_dir, sealed_env
@@ -127,8 +128,27 @@ def last_line(text: str) -> str:
     return ""
 
 
+def _within(study: Study, slot: Slot) -> Study:
+    """The study with the slot's memory as its ``[run] max_memory_mb`` when that is lower.
+
+    The limit applies where the sandbox sets limits (levels process and bwrap).
+    """
+    own = study.run.max_memory_mb
+    if slot.memory_mb is None or (own is not None and own <= slot.memory_mb):
+        return study
+    return study.model_copy(
+        update={"run": study.run.model_copy(update={"max_memory_mb": slot.memory_mb})}
+    )
+
+
 class Executor:
-    """Runs a candidate's phases with the study's budgets and the pinned evaluation."""
+    """Runs a candidate's phases with the study's budgets and the pinned evaluation.
+
+    ``slot``: the worker's share of the machine (``execute.resources``). Every
+    phase's process tree is pinned to its CPUs, sees its environment
+    (``OMP_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``...) at every sandbox level,
+    and its ``memory_mb`` caps ``[run] max_memory_mb``. None: the whole machine.
+    """
 
     def __init__(
         self,
@@ -138,8 +158,11 @@ class Executor:
         observer: Observer | None = None,
         budget: float | None = None,
         environ: Mapping[str, str] | None = None,
+        slot: Slot | None = None,
     ) -> None:
         check_available(study.run.sandbox)  # a level this machine lacks fails now, not later
+        self.slot = slot or Slot(0)
+        study = _within(study, self.slot)
         self.study = study
         self.pinned = dict(pinned)
         self.observer = observer or Observer()
@@ -232,6 +255,7 @@ class Executor:
             seed=candidate.seed,
             budget=budget,
             deadline=time.time() + budget,
+            extra=self.slot.environ(),
         )
         spec = RunSpec(
             command=command,
@@ -243,6 +267,7 @@ class Executor:
             log_cap_bytes=int(self.study.run.log_cap_mb * 1_000_000),
             sandbox=self._sandbox(name, candidate, sealed),
             pass_fds=(sealed.report_w,) if sealed else (),
+            cpus=self.slot.cpus,
         )
         result = run_command(spec, on_line)
         reported = read_reports(receive(sealed.report_r)) if sealed else None

@@ -131,6 +131,8 @@ class RunSpec:
     # Descriptors the command inherits at the same numbers (above 3, the gate's), e.g. the
     # evaluation's report pipe; the shepherd closes its own copies once the command started.
     pass_fds: tuple[int, ...] = ()
+    # CPUs the command and everything it starts may run on (its worker's slot); () = any.
+    cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -593,16 +595,19 @@ def _spawn(spec: RunSpec, out_w: int, group: Path | None = None) -> int:
 
     The one place that decides how the command is started: the sandbox's
     prefix goes before ``/bin/sh -c``, its limits are set on the child, and
-    the child joins the phase's cgroup before it runs anything.
+    the child joins the phase's cgroup before it runs anything, and is pinned
+    to ``spec.cpus`` (its worker's slot) the same way: set on the held gate,
+    the affinity is inherited by the command and all it starts. The shepherd
+    itself stays unpinned, so a busy slot cannot starve its supervision.
     """
     os.chdir(spec.cwd)
     sandbox = spec.sandbox or Sandbox("none")
     grant(sandbox)
     argv = [*bwrap_prefix(sandbox, Path(os.getcwd())), "/bin/sh", "-c", spec.command]
     limits = child_rlimits(sandbox.limits) if sandbox.level != "none" else []
-    if not limits and group is None:
+    if not limits and group is None and not spec.cpus:
         return _posix_spawn(argv, spec.env, out_w)
-    return _gated_spawn(argv, spec.env, out_w, limits, group)
+    return _gated_spawn(argv, spec.env, out_w, limits, group, spec.cpus)
 
 
 def _posix_spawn(
@@ -632,14 +637,17 @@ def _gated_spawn(
     out_w: int,
     limits: list[tuple[int, int]],
     group: Path | None = None,
+    cpus: tuple[int, ...] = (),
 ) -> int:
     """Spawn a shell that waits on a pipe, set its limits with ``prlimit``, then let it exec.
 
     ``posix_spawn`` cannot set limits, and a fork of the shepherd costs as
     much as copying Ratchet's page tables (~15 ms on a VM); this costs one
     extra exec of ``/bin/sh`` (~1 ms). Everything the command starts
-    inherits the limits, and its cgroup (``group``) when there is one. If
-    the shepherd dies first, the gate sees EOF and the command never runs.
+    inherits the limits, its cgroup (``group``) when there is one, and its
+    CPU affinity (``cpus``): ``posix_spawn`` cannot set that either, and
+    setting it on a child already running would miss what it forked first.
+    If the shepherd dies first, the gate sees EOF and the command never runs.
     """
     read_end, gate_w = os.pipe()
     gate_r = fcntl.fcntl(read_end, fcntl.F_DUPFD_CLOEXEC, 10)  # never fd 3 itself
@@ -656,6 +664,8 @@ def _gated_spawn(
             resource.prlimit(pid, which, (value, value))
         if group is not None:
             cgroup.join(group, pid)
+        if cpus:
+            os.sched_setaffinity(pid, cpus)
         os.write(gate_w, b"go\n")
     except OSError:
         os.kill(pid, signal.SIGKILL)
