@@ -119,9 +119,15 @@ def test_single_sample_incumbent_asks_a_better_candidate_to_repeat() -> None:
 
 
 def test_clear_loss_is_discarded_on_one_sample() -> None:
-    verdict = NoiseAwareJudge().decide([0.45], INCUMBENT, "minimize")
+    verdict = NoiseAwareJudge().decide([0.45], WELL_KNOWN, "minimize")
     assert verdict.decision == "discard"
-    assert "clearly worse" in verdict.reason and "(n=3)" in verdict.reason
+    assert "clearly worse" in verdict.reason and "(n=10)" in verdict.reason
+    assert "9 df" in verdict.reason  # t with the incumbent's m - 1 degrees of freedom
+
+
+def test_three_steady_samples_do_not_make_one_slow_sample_clearly_worse() -> None:
+    # 3.3 sigmas behind: past a fixed 2 sigma, not past t's 99.5 % bound for 2 df (9.9)
+    assert NoiseAwareJudge().decide([0.45], INCUMBENT, "minimize").decision == "more"
 
 
 def test_a_loss_within_two_sigmas_gets_a_second_look() -> None:
@@ -244,14 +250,14 @@ def test_noise_is_rarely_kept_and_a_clear_gain_usually_is() -> None:
 
 def test_removing_code_at_equal_metric_is_kept_when_simplicity_counts() -> None:
     samples = [0.431, 0.433, 0.430, 0.432, 0.431]  # all of max_samples, no better
-    verdict = NoiseAwareJudge(complexity_weight=0.1).decide(
+    verdict = NoiseAwareJudge(complexity_weight=0.1, max_samples=5).decide(
         samples, INCUMBENT, "minimize", lines_added=2, lines_removed=12
     )
     assert verdict.decision == "keep"
     assert (
         verdict.reason.startswith("simpler at equal metric") and "10 lines fewer" in verdict.reason
     )
-    off = NoiseAwareJudge().decide(samples, INCUMBENT, "minimize", lines_removed=12)
+    off = NoiseAwareJudge(max_samples=5).decide(samples, INCUMBENT, "minimize", lines_removed=12)
     assert off.decision == "discard"
 
 
@@ -259,7 +265,7 @@ def test_removing_code_does_not_excuse_a_real_loss() -> None:
     judge = NoiseAwareJudge(complexity_weight=0.1)
     worse = judge.decide([0.445, 0.446], INCUMBENT, "minimize", lines_removed=30)
     assert worse.decision == "discard"
-    clear = judge.decide([0.46], INCUMBENT, "minimize", lines_removed=30)
+    clear = judge.decide([0.46], WELL_KNOWN, "minimize", lines_removed=30)
     assert clear.decision == "discard"
 
 

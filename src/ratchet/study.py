@@ -149,6 +149,12 @@ class DecisionSpec(_Section):
     min_delta: float = Field(default=0.0, ge=0)
     remeasure_every: int = Field(default=10, ge=0)  # 0 = never re-measure the incumbent
     complexity_weight: float = Field(default=0.0, ge=0)
+    # The least spread the judge assumes, as a fraction of the metric's value; None = 0.02 for
+    # a metric named as a time (runtime_ms, latency, ...), else 0 (``decide/timing.py``).
+    noise_floor: float | None = Field(default=None, ge=0, lt=1)
+    # Sample candidate and incumbent in turns and compare them pair by pair, so drift of the
+    # machine cancels; "auto" = on for a timing metric (``decide/sampling.py``).
+    interleave: Literal["auto"] | bool = "auto"
 
 
 class PruneSpec(_Section):
