@@ -313,3 +313,58 @@ def test_unknown_rule_is_a_config_error() -> None:
 
 def test_first_call_without_samples_asks_for_one() -> None:
     assert NoiseAwareJudge().decide([], INCUMBENT, "minimize").decision == "more"
+
+
+# --- timing metrics: small samples, a noise floor, pairs (issue 15) ----------------------
+
+BENCH_BASELINE = [106.6, 108.5, 110.4]  # ms: three samples, ±1.9 ms
+
+
+def test_one_slow_run_after_a_steady_baseline_is_not_clearly_worse() -> None:
+    # The same code measured 108.4, 108.2 and 128.9 ms: its one slow run is no verdict
+    for judge in (make_judge(DecisionSpec(), "runtime_ms"), make_judge(DecisionSpec(), "score")):
+        verdict = judge.decide([128.9], BENCH_BASELINE, "minimize")
+        assert verdict.decision == "more", verdict.reason
+    assert make_judge(DecisionSpec(), "runtime_ms").decide(
+        [108.4, 128.9], BENCH_BASELINE, "minimize"
+    ).decision != "keep"
+
+
+def test_the_noise_floor_excuses_a_slow_run_a_too_steady_baseline_would_condemn() -> None:
+    steady = [108.4, 108.5, 108.6]  # ±0.1 ms: luck, for a 108 ms benchmark
+    plain = make_judge(DecisionSpec(), "score").decide([115.0], steady, "minimize")
+    assert plain.decision == "discard" and "clearly worse" in plain.reason
+    timed = make_judge(DecisionSpec(), "runtime_ms").decide([115.0], steady, "minimize")
+    assert timed.decision == "more"  # 2 % of 108.5 ms is 2.2 ms of assumed noise
+    off = make_judge(DecisionSpec(noise_floor=0.0), "runtime_ms")
+    assert off.decide([115.0], steady, "minimize").decision == "discard"
+
+
+def test_a_timing_metric_is_never_read_as_deterministic() -> None:
+    plain = make_judge(DecisionSpec(), "score").decide([99.0], [100.0, 100.0], "minimize")
+    assert plain.decision == "keep"  # deterministic: the one sample is the truth
+    timed = make_judge(DecisionSpec(), "runtime_ms").decide([99.0], [100.0, 100.0], "minimize")
+    assert timed.decision == "more"  # 1 % better is within the 2 % floor: look again
+
+
+def test_pairs_see_through_a_machine_that_got_faster() -> None:
+    history = [100.0, 100.5, 99.5]  # measured before the machine sped up by 15 %
+    beside = [85.1, 84.9, 85.2, 84.8]  # the incumbent, measured in turn with the candidate
+    judge = NoiseAwareJudge(max_samples=4, noise_floor=0.02)
+    noop = [85.0, 85.1, 84.9, 85.0]
+    paired = judge.decide(noop, history + beside, "minimize", alongside=beside)
+    assert paired.decision == "discard" and "paired" in paired.reason
+    fooled = judge.decide(noop, history, "minimize")  # against the old samples alone
+    assert fooled.decision == "keep"
+    faster = [76.5, 76.4, 76.6, 76.5]  # 10 % better, on the same fast machine
+    assert judge.decide(faster, history + beside, "minimize", alongside=beside).decision == "keep"
+
+
+def test_one_pair_borrows_the_incumbent_spread() -> None:
+    judge = NoiseAwareJudge(noise_floor=0.02)
+    incumbent = [100.0, 100.5, 99.5, 101.0]
+    assert judge.decide([103.0], incumbent, "minimize", alongside=[101.0]).decision == "more"
+    clear = judge.decide([160.0], incumbent, "minimize", alongside=[101.0])
+    assert clear.decision == "discard" and "clearly worse" in clear.reason
+    with pytest.raises(ValueError):
+        judge.decide([1.0, 2.0], incumbent, "minimize", alongside=[101.0])

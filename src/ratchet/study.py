@@ -156,6 +156,13 @@ class DecisionSpec(_Section):
     # machine cancels; "auto" = on for a timing metric (``decide/sampling.py``).
     interleave: Literal["auto"] | bool = "auto"
 
+    @field_validator("interleave", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: object) -> object:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError('must be "auto", true or false')
+
 
 class PruneSpec(_Section):
     enabled: bool = True
@@ -556,4 +563,5 @@ def _describe(path: Path, exc: ValidationError) -> str:
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {key} = {err.get('input')!r} is not allowed — use one of {expected}"
-    return f"{path}: {key}: {err['msg']} (got {err.get('input')!r}) — fix the value"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{path}: {key}: {message} (got {err.get('input')!r}) — fix the value"
