@@ -1,0 +1,109 @@
+"""A study on a timing metric through the real loop, on a machine that speeds up.
+
+The study is a real git repository whose run command prints ``runtime_ms``: the
+true runtime from ``speed.txt`` (the editable file) times the machine's speed,
+plus a fixed noise chosen by ``RATCHET_SEED``. The machine gets 15 % faster
+after the baseline's three runs (another job ended): every run appends the
+variant it measured to a log outside the repository, which is also how the
+test reads the order of the runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import make_repo, ratchet
+
+from ratchet import RunOptions, load_study, run_study
+from ratchet.decide.judge import make_judge
+from ratchet.proposers import ReplayProposer
+from ratchet.store.ledger import Ledger
+
+TOML = """\
+[study]
+name = "timing"
+
+[files]
+editable = ["speed.txt"]
+protected = ["run.py"]
+
+[run]
+command = "python run.py"
+budget = 20
+grace = 1
+sandbox = "process"  # the runs append to a log under pytest's tmp_path
+
+[metric]
+name = "runtime_ms"
+goal = "minimize"
+
+[decision]
+max_samples = 4
+remeasure_every = 0
+{decision}
+
+[proposer]
+kind = "replay"
+"""
+
+RUN_PY = """\
+import os, pathlib
+LOG = pathlib.Path({log!r})
+NOISE = [0.0, 0.6, -0.6, 0.3, -0.3, 0.1, -0.1]
+value, variant = open("speed.txt").read().split()
+seed = int(os.environ["RATCHET_SEED"])
+runs = LOG.read_text().split() if LOG.exists() else []
+machine = 1.0 if len(runs) < 3 else 0.85  # 15 % faster after the baseline
+LOG.write_text(" ".join(runs + [variant]))
+print("runtime_ms:", float(value) * machine + NOISE[seed % len(NOISE)])
+"""
+
+NO_OP = {"description": "rename the variant", "edits": {"speed.txt": "100 b\n"}}
+
+
+def _run(tmp_path: Path, write_replay, decision: str = "") -> tuple[list, str, Path]:
+    log = tmp_path / "runs.log"
+    root = make_repo(
+        tmp_path / "s",
+        {
+            "ratchet.toml": TOML.format(decision=decision),
+            "program.md": "Make it faster.\n",
+            "speed.txt": "100 a\n",
+            "run.py": RUN_PY.format(log=str(log)),
+        },
+    )
+    study = load_study(root)
+    judge = make_judge(study.decision, study.metric.name)
+    run_study(study, ReplayProposer(write_replay([NO_OP])), judge, RunOptions(max_experiments=1))
+    ledger = Ledger(root / ".ratchet" / "ledger.sqlite")
+    try:
+        return ledger.experiments(), log.read_text(), root
+    finally:
+        ledger.close()
+
+
+def test_a_timing_metric_is_judged_in_pairs_and_drift_keeps_nothing(
+    tmp_path: Path, write_replay
+) -> None:
+    exps, runs, root = _run(tmp_path, write_replay)
+    assert runs == "a a a a b b a a b b a"  # baseline, then pairs I C, C I, I C, C I
+    candidate = next(e for e in exps if e.description == "rename the variant")
+    assert candidate.status == "discard" and "paired" in candidate.reason
+    assert len(candidate.samples) == 4
+    assert [e.status for e in exps].count("remeasure") == 4  # one incumbent run per pair
+    incumbent = [*exps[0].samples, *(e.metric for e in exps if e.status == "remeasure")]
+    judged = sum(incumbent) / len(incumbent)
+    status = ratchet("status", str(root))
+    assert status.returncode == 0, status.stderr
+    line = next(x for x in status.stdout.splitlines() if x.startswith("incumbent"))
+    assert f"{judged:.4g}"[:4] in line  # the judged reference, not the baseline's 100.0
+    assert judged < 95.0 and "100" not in line.split("(")[0]
+
+
+def test_without_pairs_the_faster_machine_passes_for_a_faster_program(
+    tmp_path: Path, write_replay
+) -> None:
+    exps, runs, _ = _run(tmp_path, write_replay, "interleave = false")
+    assert runs == "a a a b b b"  # the candidate alone, against the baseline's old runs
+    candidate = next(e for e in exps if e.description == "rename the variant")
+    assert candidate.status == "keep"  # a no-op kept: what interleaving prevents
