@@ -216,6 +216,7 @@ def table2(seeds: int, proposals: int) -> None:
     print("|---|---|---|---|---|---|---|---|")
     rows = [(label, spec, False, top_up) for label, spec, top_up in SETTINGS[:3]]
     rows += [("noise-aware, fresh after keep", SETTINGS[1][1], True, True)]
+    rows += [("noise-aware, interleaved", SETTINGS[4][1], False, True)]
     for label, spec, fresh, top_up in rows:
         noop, real = Tally(), Tally()
         for seed in range(seeds):

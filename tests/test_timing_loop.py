@@ -107,3 +107,20 @@ def test_without_pairs_the_faster_machine_passes_for_a_faster_program(
     assert runs == "a a a b b b"  # the candidate alone, against the baseline's old runs
     candidate = next(e for e in exps if e.description == "rename the variant")
     assert candidate.status == "keep"  # a no-op kept: what interleaving prevents
+
+
+def test_try_prints_the_judged_reference_as_best(tmp_path: Path, write_replay) -> None:
+    _, _, root = _run(tmp_path, write_replay)
+    (root / "speed.txt").write_text("100 c\n")  # another no-op, tried by hand
+    done = ratchet("try", str(root), "-m", "rename again")
+    assert done.returncode == 0, done.stderr
+    ledger = Ledger(root / ".ratchet" / "ledger.sqlite")
+    try:
+        exps = ledger.experiments()
+    finally:
+        ledger.close()
+    incumbent = [*exps[0].samples, *(e.metric for e in exps if e.status == "remeasure")]
+    assert len(incumbent) == 3 + 8  # the baseline, and one incumbent run per pair of two tries
+    best = sum(incumbent) / len(incumbent)
+    assert done.stdout.startswith("discard runtime_ms=")
+    assert done.stdout.endswith(f"(best {best:.6g})\n")  # not the baseline's 100
