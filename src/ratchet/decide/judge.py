@@ -70,11 +70,11 @@ class Judge(Protocol):
     """Decides from the candidate's samples so far and the incumbent's samples.
 
     ``lines_added`` / ``lines_removed`` describe the candidate's diff, for rules
-    that weigh simplicity; a rule may ignore them. ``alongside``, passed only
-    when the study interleaves (``ratchet.decide.sampling.interleaved``), are
-    the incumbent's samples taken in turn with the candidate's: ``alongside[i]``
-    just before ``samples[i]``; ``incumbent`` then holds them too, after the
-    incumbent's earlier samples.
+    that weigh simplicity; a rule may ignore them. ``alongside`` is empty unless
+    the study interleaves (``ratchet.decide.sampling.interleaved``); then it
+    holds the incumbent's samples taken in turn with the candidate's,
+    ``alongside[i]`` run back to back with ``samples[i]``, and ``incumbent``
+    holds them too, after the incumbent's earlier samples.
     """
 
     name: str
