@@ -47,7 +47,7 @@ kind = "replay"
 """
 
 RUN_PY = """\
-import os, pathlib
+import os, pathlib, sys
 LOG = pathlib.Path({log!r})
 NOISE = [0.0, 0.6, -0.6, 0.3, -0.3, 0.1, -0.1]
 value, variant = open("speed.txt").read().split()
@@ -55,13 +55,17 @@ seed = int(os.environ["RATCHET_SEED"])
 runs = LOG.read_text().split() if LOG.exists() else []
 machine = 1.0 if len(runs) < 3 else 0.85  # 15 % faster after the baseline
 LOG.write_text(" ".join(runs + [variant]))
+if variant == {broken!r} and len(runs) >= 3:
+    sys.exit("this variant no longer runs")
 print("runtime_ms:", float(value) * machine + NOISE[seed % len(NOISE)])
 """
 
 NO_OP = {"description": "rename the variant", "edits": {"speed.txt": "100 b\n"}}
 
 
-def _run(tmp_path: Path, write_replay, decision: str = "") -> tuple[list, str, Path]:
+def _run(
+    tmp_path: Path, write_replay, decision: str = "", broken: str = ""
+) -> tuple[list, str, Path]:
     log = tmp_path / "runs.log"
     root = make_repo(
         tmp_path / "s",
@@ -69,7 +73,7 @@ def _run(tmp_path: Path, write_replay, decision: str = "") -> tuple[list, str, P
             "ratchet.toml": TOML.format(decision=decision),
             "program.md": "Make it faster.\n",
             "speed.txt": "100 a\n",
-            "run.py": RUN_PY.format(log=str(log)),
+            "run.py": RUN_PY.format(log=str(log), broken=broken),
         },
     )
     study = load_study(root)
@@ -86,7 +90,7 @@ def test_a_timing_metric_is_judged_in_pairs_and_drift_keeps_nothing(
     tmp_path: Path, write_replay
 ) -> None:
     exps, runs, root = _run(tmp_path, write_replay)
-    assert runs == "a a a a b b a a b b a"  # baseline, then pairs I C, C I, I C, C I
+    assert runs == "a a a b a a b b a a b"  # baseline, then pairs C I, I C, C I, I C
     candidate = next(e for e in exps if e.description == "rename the variant")
     assert candidate.status == "discard" and "paired" in candidate.reason
     assert len(candidate.samples) == 4
@@ -124,3 +128,15 @@ def test_try_prints_the_judged_reference_as_best(tmp_path: Path, write_replay) -
     best = sum(incumbent) / len(incumbent)
     assert done.stdout.startswith("discard runtime_ms=")
     assert done.stdout.endswith(f"(best {best:.6g})\n")  # not the baseline's 100
+
+
+def test_an_incumbent_that_no_longer_runs_is_not_asked_again(
+    tmp_path: Path, write_replay
+) -> None:
+    exps, runs, _ = _run(tmp_path, write_replay, broken="a")  # the incumbent fails after baseline
+    order = runs.split()
+    assert order[:5] == ["a", "a", "a", "b", "a"]  # the baseline, a pair whose incumbent failed
+    assert set(order[5:]) == {"b"}  # then the candidate alone
+    assert [e.status for e in exps].count("remeasure") == 1
+    candidate = next(e for e in exps if e.description == "rename the variant")
+    assert candidate.status in ("keep", "discard") and "paired" not in candidate.reason

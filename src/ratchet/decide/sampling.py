@@ -27,9 +27,11 @@ here, as functions of plain data (the history, the samples so far, the study's
   timing metric): the candidate is sampled in pairs with the incumbent, each
   pair run back to back, and the judge compares the pairs (``alongside``), so
   a machine that drifts slower or faster between pairs moves both sides alike.
-  The order within a pair alternates (I C, C I, I C, ...: A/B/B/A), so a
+  The order within a pair alternates (C I, I C, C I, ...: A/B/B/A), so a
   steady drift during the pairs, which would favour whichever side runs first,
-  cancels over every two pairs (``benchmarks/noise.py``, table 3). It costs
+  cancels over every two pairs (``benchmarks/noise.py``, table 3); the
+  candidate runs first, so one that crashes or is rejected by its evaluation
+  costs no incumbent run. It costs
   one incumbent run per candidate run from the first one (a no-op costs about
   four runs, not two), which is why a study whose metric is not a time keeps
   the cheaper top-ups unless it asks. ``next_sample`` says which to run next.
@@ -173,8 +175,8 @@ def next_sample(
     taken in turn with them; ``reference``: every incumbent sample the judge
     sees; ``exact``: a deterministic study (``deterministic``), which needs
     neither top-ups nor pairs. Interleaved, the samples come in pairs, the
-    incumbent first in even pairs and the candidate first in odd ones (I C C I
-    I C C I ...); otherwise the candidate goes first and the incumbent is
+    candidate first in even pairs and the incumbent first in odd ones (C I I C
+    C I I C ...); otherwise the candidate goes first and the incumbent is
     topped up while ``needs_top_up``.
     """
     if exact:
@@ -182,7 +184,7 @@ def next_sample(
     if interleave:
         if len(alongside) != len(samples):  # finish the pair begun
             return "candidate" if len(alongside) > len(samples) else "incumbent"
-        return "incumbent" if len(samples) % 2 == 0 else "candidate"
+        return "candidate" if len(samples) % 2 == 0 else "incumbent"
     return "incumbent" if samples and needs_top_up(samples, reference) else "candidate"
 
 

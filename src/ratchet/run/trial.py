@@ -357,13 +357,14 @@ def _sample_until_decided(
     by it), after which the candidate's tree is checked out again. Interleaved,
     those taken in turn with the candidate's are passed to the judge as
     ``alongside``, once a pair is whole (``protocol.judge_now``); if one fails,
-    the rest of this candidate is judged unpaired.
+    the rest of this candidate is judged unpaired and without top-ups (an
+    incumbent that cannot be measured now is not asked again and again).
     Returns the failed candidate sample's outcome, or (samples, verdict, last
     measurement, seconds).
     """
     bench = trial.bench
     study, judge = bench.study, bench.judge
-    exact = protocol.deterministic(bench.mine())
+    top_ups = not protocol.deterministic(bench.mine())  # a deterministic study needs none
     interleave = protocol.interleaved(study, judge)
     pruner = _watcher(study, parent, reference)
     samples: list[float] = []
@@ -371,15 +372,16 @@ def _sample_until_decided(
     seconds = 0.0
     while True:
         turn = protocol.next_sample(
-            samples, alongside, reference, interleave=interleave, exact=exact
+            samples, alongside, reference, interleave=interleave, exact=not top_ups
         )
         if turn == "incumbent":
             again = remeasure_incumbent(bench, parent)
             bench.ws.checkout(trial.commit or base)
-            if again.metric is not None:
+            if again.metric is None:
+                interleave = top_ups = False
+            else:
                 reference.append(again.metric)
                 alongside.append(again.metric)
-            interleave = interleave and again.metric is not None
         else:
             m = trial.sample(len(samples), pruner() if pruner else None)
             seconds += m.duration_s
