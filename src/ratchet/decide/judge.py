@@ -50,6 +50,11 @@ CLEAR_LOSS_LEVEL = 0.005
 FINAL_SHARE = 0.6  # of 1 - confidence: the last look's level (the early looks add the rest)
 DESIGN_GAIN = 1.0  # in sigmas: the improvement the futility bound measures candidates against
 FUTILITY_Z = 1.75  # discard once this many standard errors below a DESIGN_GAIN improvement
+# Pairs (interleaved sampling): their t has n - 1 degrees of freedom, so the futility bound
+# needs more patience to keep 80 % of one-sigma gains, and the longer sampling it buys looks
+# more often, which the last look's smaller share pays for.
+PAIRED_FUTILITY_Z = 2.0
+PAIRED_FINAL_SHARE = 0.5
 RELATIVE_SCALE = 1e-3  # complexity unit when the incumbent has no spread: 0.1 % of its mean
 
 
@@ -214,10 +219,12 @@ class NoiseAwareJudge:
     one's, so a large gain is kept early and the early looks spend almost
     nothing. A futility bound ends the hopeless cases early (most proposals
     do nothing, and they must be cheap): from the second sample on, a
-    candidate whose t statistic is more than ``FUTILITY_Z`` below what a
-    ``DESIGN_GAIN`` (one sigma) improvement would show with these sample
-    counts is discarded. Both constants are calibrated by simulation
-    (``benchmarks/noise.py``) for the loop's protocol, in which the incumbent
+    candidate whose t statistic (read as the normal z of the same tail, so
+    few degrees of freedom count honestly) is more than ``FUTILITY_Z`` below
+    what a ``DESIGN_GAIN`` (one sigma) improvement would show with these
+    sample counts is discarded. Pairs use ``PAIRED_FUTILITY_Z`` and
+    ``PAIRED_FINAL_SHARE`` instead. The constants are calibrated by
+    simulation (``benchmarks/noise.py``) for the loop's protocol, in which the incumbent
     is re-measured alongside an ambiguous candidate: at 3 samples no test can
     keep 80 % of the one-sigma gains, whatever the candidate's count.
 
@@ -313,9 +320,10 @@ class NoiseAwareJudge:
     def _alpha(self) -> float:
         return 1.0 - self.confidence
 
-    def _level(self, n: int) -> float:
+    def _level(self, n: int, paired: bool = False) -> float:
         """The significance level of the look at ``n`` samples (see the class docstring)."""
-        final = NormalDist().inv_cdf(1.0 - self._alpha * FINAL_SHARE)
+        share = PAIRED_FINAL_SHARE if paired else FINAL_SHARE
+        final = NormalDist().inv_cdf(1.0 - self._alpha * share)
         if n >= self.max_samples:
             return 1.0 - NormalDist().cdf(final)
         return 1.0 - NormalDist().cdf(final * math.sqrt(self.max_samples / n))
@@ -324,7 +332,8 @@ class NoiseAwareJudge:
         """Too far below what a ``DESIGN_GAIN`` improvement would show by now to catch up."""
         p = c.test.p_greater(self.min_delta)  # the t statistic, read on the normal scale
         z = NormalDist().inv_cdf(min(max(1.0 - p, 1e-12), 1.0 - 1e-12))
-        return z < DESIGN_GAIN / c.design_se - FUTILITY_Z
+        patience = PAIRED_FUTILITY_Z if c.paired else FUTILITY_Z
+        return z < DESIGN_GAIN / c.design_se - patience
 
     def _exact(self, c: _Comparison, net: int) -> Verdict:
         """No noise on either side: the one sample decides."""
@@ -355,7 +364,7 @@ class NoiseAwareJudge:
                 return self._exact(c, net)
             return Verdict("more", f"{c.text()}: no spread known yet")
         p = c.test.p_greater(self.min_delta)
-        if (c.n >= 2 or final) and p <= self._level(c.n):
+        if (c.n >= 2 or final) and p <= self._level(c.n, c.paired):
             return self._keep(c, net, f"{c.text('beats')}, {_p(p)}")
         hopeless = c.n >= 2 and self._futile(c)
         if self._simpler(net) and (final or hopeless):
