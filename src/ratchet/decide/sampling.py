@@ -31,10 +31,11 @@ here, as functions of plain data (the history, the samples so far, the study's
   steady drift during the pairs, which would favour whichever side runs first,
   cancels over every two pairs (``benchmarks/noise.py``, table 3); the
   candidate runs first, so one that crashes or is rejected by its evaluation
-  costs no incumbent run. It costs
-  one incumbent run per candidate run from the first one (a no-op costs about
-  four runs, not two), which is why a study whose metric is not a time keeps
-  the cheaper top-ups unless it asks. ``next_sample`` says which to run next.
+  costs no incumbent run. It costs one incumbent run per candidate run, and
+  the old samples of the incumbent no longer shorten a decision (a no-op
+  costs about 17 runs, not 11, in ``benchmarks/noise.py``), which is why a
+  study whose metric is not a time keeps the cheaper top-ups unless it asks.
+  ``next_sample`` says which to run next, ``judge_now`` when the judge looks.
 - Confirmation: ``confirm_reference`` and ``confirm_verdict``.
 """
 
