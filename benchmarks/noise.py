@@ -27,8 +27,20 @@ and top-ups.
 The "fresh after keep" rows replay the loop with one change it does not make
 today: after a keep, the new incumbent is measured ``baseline_samples`` times
 afresh and its (selection-biased) keep samples are dropped.
+The "interleaved" rows sample as ``[decision] interleave = true`` does: an
+incumbent sample before each candidate sample, judged in pairs
+(``next_sample``, the judge's ``alongside``).
 
-    python benchmarks/noise.py [--seeds 20] [--proposals 100]
+Table 3, a machine that drifts: a timing metric (``runtime_ms``, 100 ms with
+a noise of 2 ms, so its 2 % noise floor applies and interleaving is on by
+default) measured on a machine whose speed changes after the baseline, while
+``--gap`` (30) other runs go by before the candidate is judged: a step of
+15 % (another job ends or starts) or a linear drift of 15 % over 60 runs
+(then level). Each trial is a fresh baseline and one candidate that is a
+no-op or truly 1σ (2 ms) or 2σ better; same goals as table 1. "top-ups" is
+the protocol a non-timing study keeps (``interleave = false``).
+
+    python benchmarks/noise.py [--seeds 20] [--proposals 100] [--gap 30]
 """
 
 from __future__ import annotations
@@ -37,11 +49,12 @@ import argparse
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import NormalDist, fmean
 
 from ratchet.decide.judge import Judge, make_judge
-from ratchet.decide.sampling import needs_top_up
+from ratchet.decide.sampling import judge_now, next_sample
 from ratchet.study import DecisionSpec
 
 GOAL = "minimize"
@@ -50,7 +63,18 @@ SETTINGS = [  # (label, spec, top-up) rows of table 1
     ("noise-aware (defaults)", DecisionSpec(), True),
     ("noise-aware, no top-up", DecisionSpec(), False),
     ("noise-aware", DecisionSpec(baseline_samples=10), True),
+    ("noise-aware, interleaved", DecisionSpec(interleave=True), True),
 ]
+TIMING = "runtime_ms"  # table 3's metric: a time, so the judge assumes at least 2 % noise
+RUNTIME, JITTER = 100.0, 2.0  # its true value and noise (ms)
+DRIFT = 0.15  # how far the machine's speed moves in table 3
+SCENARIOS: dict[str, Callable[[int, int], float]] = {  # speed factor of run r, k baseline runs
+    "steady": lambda r, k: 1.0,
+    "15 % slower after the baseline": lambda r, k: 1.0 + DRIFT * (r >= k),
+    "15 % faster after the baseline": lambda r, k: 1.0 - DRIFT * (r >= k),
+    "drifting 15 % slower over 60 runs": lambda r, k: 1.0 + DRIFT * min(r, 60) / 60,
+    "drifting 15 % faster over 60 runs": lambda r, k: 1.0 - DRIFT * min(r, 60) / 60,
+}
 
 
 @dataclass
@@ -89,22 +113,35 @@ def candidate(
     truth: tuple[float, float],
     incumbent: list[float],
     top_up: bool,
+    draw: Callable[[random.Random, float], float] = measure,
 ) -> tuple[bool, list[float], int]:
     """Sample as the loop does until the judge decides or max_samples is reached.
 
-    ``truth`` is (candidate, incumbent); top-ups are appended to ``incumbent``
-    and counted in the third value returned.
+    ``truth`` is (candidate, incumbent); top-ups and interleaved incumbent
+    samples are appended to ``incumbent`` and counted in the third value
+    returned. Which side runs next is ``sampling.next_sample``'s answer, as in
+    ``run/trial.py``; ``draw`` measures one run.
     """
+    interleave = spec.interleave is True and judge.name != "strict"
     samples: list[float] = []
+    alongside: list[float] = []
     extra = 0
     while True:
-        samples.append(measure(rng, truth[0]))
-        verdict = judge.decide(samples, incumbent, GOAL)
+        turn = next_sample(
+            samples, alongside, incumbent, interleave=interleave, exact=not top_up
+        )
+        if turn == "incumbent":
+            value = draw(rng, truth[1])
+            incumbent.append(value)
+            alongside.append(value)
+            extra += 1
+        else:
+            samples.append(draw(rng, truth[0]))
+        if not judge_now(turn, samples, alongside, interleave=interleave):
+            continue
+        verdict = judge.decide(samples, incumbent, GOAL, alongside=alongside if interleave else ())
         if verdict.decision != "more" or len(samples) >= spec.max_samples:
             return verdict.decision == "keep", samples, extra
-        if top_up and needs_top_up(samples, incumbent):
-            incumbent.append(measure(rng, truth[1]))
-            extra += 1
 
 
 def one_decision(spec: DecisionSpec, gain: float, trials: int, seed: int, top_up: bool) -> Tally:
@@ -179,6 +216,7 @@ def table2(seeds: int, proposals: int) -> None:
     print("|---|---|---|---|---|---|---|---|")
     rows = [(label, spec, False, top_up) for label, spec, top_up in SETTINGS[:3]]
     rows += [("noise-aware, fresh after keep", SETTINGS[1][1], True, True)]
+    rows += [("noise-aware, interleaved", SETTINGS[4][1], False, True)]
     for label, spec, fresh, top_up in rows:
         noop, real = Tally(), Tally()
         for seed in range(seeds):
@@ -193,14 +231,65 @@ def table2(seeds: int, proposals: int) -> None:
         )
 
 
+@dataclass
+class Machine:
+    """Table 3's machine: counts its runs and slows or speeds them as ``speed`` says."""
+
+    speed: Callable[[int, int], float]  # of (run index, baseline samples)
+    k: int
+    runs: int = 0
+
+    def draw(self, rng: random.Random, truth: float) -> float:
+        factor = self.speed(self.runs, self.k)
+        self.runs += 1
+        return (truth + rng.gauss(0.0, JITTER)) * factor
+
+
+def drifting(
+    spec: DecisionSpec, scenario: str, gain: float, trials: int, seed: int, gap: int
+) -> Tally:
+    """Table 3's cell: baselines and candidates on a machine whose speed follows ``scenario``."""
+    judge, rng, tally = make_judge(spec, TIMING), random.Random(seed), Tally()
+    for _ in range(trials):
+        machine = Machine(SCENARIOS[scenario], spec.baseline_samples)
+        incumbent = [machine.draw(rng, RUNTIME) for _ in range(spec.baseline_samples)]
+        machine.runs += gap  # other experiments run meanwhile
+        truth = (RUNTIME - gain * JITTER, RUNTIME)
+        kept, samples, extra = candidate(rng, judge, spec, truth, incumbent, True, machine.draw)
+        tally.add(kept, len(samples) + extra)
+    return tally
+
+
+def table3(seeds: int, proposals: int, gap: int) -> None:
+    trials = seeds * proposals
+    print(
+        f"\nTable 3: a drifting machine, one decision at a time ({trials} trials per cell;"
+        f" {TIMING} {RUNTIME:g} ± {JITTER:g}, candidate judged {gap} runs after the baseline)\n"
+    )
+    print("| machine | protocol | no-op kept | 1σ kept | 2σ kept | runs/no-op | runs/1σ |")
+    print("|---|---|---|---|---|---|---|")
+    for scenario in SCENARIOS:
+        for label, interleave in (("top-ups", False), ("interleaved (auto)", True)):
+            spec = DecisionSpec(interleave=interleave)
+            noop, one, two = (
+                drifting(spec, scenario, g, trials, i, gap) for i, g in enumerate((0, 1, 2))
+            )
+            print(
+                f"| {scenario} | {label} | {noop.rate} | {one.rate} | {two.rate} "
+                f"| {noop.per_candidate} | {one.per_candidate} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--proposals", type=int, default=100)
+    parser.add_argument("--gap", type=int, default=30, help="table 3: runs between")
     args = parser.parse_args()
     start = time.perf_counter()
     table1(args.seeds, args.proposals)
     table2(args.seeds, args.proposals)
+    table3(args.seeds, args.proposals, args.gap)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 

@@ -119,9 +119,15 @@ def test_single_sample_incumbent_asks_a_better_candidate_to_repeat() -> None:
 
 
 def test_clear_loss_is_discarded_on_one_sample() -> None:
-    verdict = NoiseAwareJudge().decide([0.45], INCUMBENT, "minimize")
+    verdict = NoiseAwareJudge().decide([0.45], WELL_KNOWN, "minimize")
     assert verdict.decision == "discard"
-    assert "clearly worse" in verdict.reason and "(n=3)" in verdict.reason
+    assert "clearly worse" in verdict.reason and "(n=10)" in verdict.reason
+    assert "9 df" in verdict.reason  # t with the incumbent's m - 1 degrees of freedom
+
+
+def test_three_steady_samples_do_not_make_one_slow_sample_clearly_worse() -> None:
+    # 3.3 sigmas behind: past a fixed 2 sigma, not past t's 99.5 % bound for 2 df (9.9)
+    assert NoiseAwareJudge().decide([0.45], INCUMBENT, "minimize").decision == "more"
 
 
 def test_a_loss_within_two_sigmas_gets_a_second_look() -> None:
@@ -244,14 +250,14 @@ def test_noise_is_rarely_kept_and_a_clear_gain_usually_is() -> None:
 
 def test_removing_code_at_equal_metric_is_kept_when_simplicity_counts() -> None:
     samples = [0.431, 0.433, 0.430, 0.432, 0.431]  # all of max_samples, no better
-    verdict = NoiseAwareJudge(complexity_weight=0.1).decide(
+    verdict = NoiseAwareJudge(complexity_weight=0.1, max_samples=5).decide(
         samples, INCUMBENT, "minimize", lines_added=2, lines_removed=12
     )
     assert verdict.decision == "keep"
     assert (
         verdict.reason.startswith("simpler at equal metric") and "10 lines fewer" in verdict.reason
     )
-    off = NoiseAwareJudge().decide(samples, INCUMBENT, "minimize", lines_removed=12)
+    off = NoiseAwareJudge(max_samples=5).decide(samples, INCUMBENT, "minimize", lines_removed=12)
     assert off.decision == "discard"
 
 
@@ -259,7 +265,7 @@ def test_removing_code_does_not_excuse_a_real_loss() -> None:
     judge = NoiseAwareJudge(complexity_weight=0.1)
     worse = judge.decide([0.445, 0.446], INCUMBENT, "minimize", lines_removed=30)
     assert worse.decision == "discard"
-    clear = judge.decide([0.46], INCUMBENT, "minimize", lines_removed=30)
+    clear = judge.decide([0.46], WELL_KNOWN, "minimize", lines_removed=30)
     assert clear.decision == "discard"
 
 
@@ -307,3 +313,58 @@ def test_unknown_rule_is_a_config_error() -> None:
 
 def test_first_call_without_samples_asks_for_one() -> None:
     assert NoiseAwareJudge().decide([], INCUMBENT, "minimize").decision == "more"
+
+
+# --- timing metrics: small samples, a noise floor, pairs (issue 15) ----------------------
+
+BENCH_BASELINE = [106.6, 108.5, 110.4]  # ms: three samples, ±1.9 ms
+
+
+def test_one_slow_run_after_a_steady_baseline_is_not_clearly_worse() -> None:
+    # The same code measured 108.4, 108.2 and 128.9 ms: its one slow run is no verdict
+    for judge in (make_judge(DecisionSpec(), "runtime_ms"), make_judge(DecisionSpec(), "score")):
+        verdict = judge.decide([128.9], BENCH_BASELINE, "minimize")
+        assert verdict.decision == "more", verdict.reason
+    assert make_judge(DecisionSpec(), "runtime_ms").decide(
+        [108.4, 128.9], BENCH_BASELINE, "minimize"
+    ).decision != "keep"
+
+
+def test_the_noise_floor_excuses_a_slow_run_a_too_steady_baseline_would_condemn() -> None:
+    steady = [108.4, 108.5, 108.6]  # ±0.1 ms: luck, for a 108 ms benchmark
+    plain = make_judge(DecisionSpec(), "score").decide([115.0], steady, "minimize")
+    assert plain.decision == "discard" and "clearly worse" in plain.reason
+    timed = make_judge(DecisionSpec(), "runtime_ms").decide([115.0], steady, "minimize")
+    assert timed.decision == "more"  # 2 % of 108.5 ms is 2.2 ms of assumed noise
+    off = make_judge(DecisionSpec(noise_floor=0.0), "runtime_ms")
+    assert off.decide([115.0], steady, "minimize").decision == "discard"
+
+
+def test_a_timing_metric_is_never_read_as_deterministic() -> None:
+    plain = make_judge(DecisionSpec(), "score").decide([99.0], [100.0, 100.0], "minimize")
+    assert plain.decision == "keep"  # deterministic: the one sample is the truth
+    timed = make_judge(DecisionSpec(), "runtime_ms").decide([99.0], [100.0, 100.0], "minimize")
+    assert timed.decision == "more"  # 1 % better is within the 2 % floor: look again
+
+
+def test_pairs_see_through_a_machine_that_got_faster() -> None:
+    history = [100.0, 100.5, 99.5]  # measured before the machine sped up by 15 %
+    beside = [85.1, 84.9, 85.2, 84.8]  # the incumbent, measured in turn with the candidate
+    judge = NoiseAwareJudge(max_samples=4, noise_floor=0.02)
+    noop = [85.0, 85.1, 84.9, 85.0]
+    paired = judge.decide(noop, history + beside, "minimize", alongside=beside)
+    assert paired.decision == "discard" and "paired" in paired.reason
+    fooled = judge.decide(noop, history, "minimize")  # against the old samples alone
+    assert fooled.decision == "keep"
+    faster = [76.5, 76.4, 76.6, 76.5]  # 10 % better, on the same fast machine
+    assert judge.decide(faster, history + beside, "minimize", alongside=beside).decision == "keep"
+
+
+def test_one_pair_borrows_the_incumbent_spread() -> None:
+    judge = NoiseAwareJudge(noise_floor=0.02)
+    incumbent = [100.0, 100.5, 99.5, 101.0]
+    assert judge.decide([103.0], incumbent, "minimize", alongside=[101.0]).decision == "more"
+    clear = judge.decide([160.0], incumbent, "minimize", alongside=[101.0])
+    assert clear.decision == "discard" and "clearly worse" in clear.reason
+    with pytest.raises(ValueError):
+        judge.decide([1.0, 2.0], incumbent, "minimize", alongside=[101.0])

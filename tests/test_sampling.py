@@ -8,7 +8,11 @@ from ratchet.decide.judge import NoiseAwareJudge, StrictJudge, Verdict
 from ratchet.decide.sampling import (
     baseline_complete,
     decided,
+    interleaved,
+    judge_now,
+    judged_reference,
     needs_top_up,
+    next_sample,
     reference,
     remeasure_due,
 )
@@ -22,8 +26,8 @@ def exp(id: int, status: str, samples: list[float], commit: str = "a") -> Experi
                       samples=samples)  # fmt: skip
 
 
-def study(**decision: object) -> SimpleNamespace:
-    return SimpleNamespace(decision=DecisionSpec(**decision))
+def study(metric: str = "score", **decision: object) -> SimpleNamespace:
+    return SimpleNamespace(decision=DecisionSpec(**decision), metric=SimpleNamespace(name=metric))
 
 
 def test_the_incumbent_reference_holds_every_sample_of_its_commit() -> None:
@@ -61,3 +65,52 @@ def test_baseline_samples_and_top_ups() -> None:
 def test_a_judge_still_undecided_at_the_cap_discards() -> None:
     assert decided(Verdict("more", "p 0.2"), 20) == ("discard", "undecided after 20 samples: p 0.2")
     assert decided(Verdict("keep", "p 0.01"), 3) == ("keep", "p 0.01")
+
+
+# --- interleaving ----------------------------------------------------------------------
+
+
+def _plan(looks: int, *, interleave: bool, incumbent: int = 3) -> str:
+    """The order of runs the protocol asks for, judging after each ``judge_now``: I, C, |."""
+    samples: list[float] = []
+    alongside: list[float] = []
+    reference = [1.0] * incumbent
+    order = ""
+    while order.count("|") < looks:
+        turn = next_sample(samples, alongside, reference, interleave=interleave, exact=False)
+        if turn == "incumbent":
+            alongside.append(1.0)
+            reference.append(1.0)
+        else:
+            samples.append(1.0)
+        order += turn[0].upper()
+        if judge_now(turn, samples, alongside, interleave=interleave):
+            order += "|"
+    return order
+
+
+def test_interleaved_samples_come_in_pairs_whose_order_alternates() -> None:
+    # A/B/B/A: a steady drift favours neither side over every two pairs
+    assert _plan(4, interleave=True) == "CI|IC|CI|IC|"  # the candidate first: a crash costs one
+
+
+def test_without_interleaving_the_candidate_goes_first_and_the_incumbent_is_topped_up() -> None:
+    assert _plan(5, interleave=False) == "C|C|C|IC|IC|"  # 3 baseline samples: top-ups from the 4th
+    exact = next_sample([1.0, 1.0, 1.0], [], [1.0], interleave=True, exact=True)
+    assert exact == "candidate"  # a deterministic study needs neither pairs nor top-ups
+
+
+def test_interleave_setting_auto_follows_the_metric_name() -> None:
+    noisy = NoiseAwareJudge()
+    assert interleaved(study("runtime_ms"), noisy)
+    assert not interleaved(study("val_bpb"), noisy)
+    assert interleaved(study("val_bpb", interleave=True), noisy)
+    assert not interleaved(study("latency", interleave=False), noisy)
+    assert not interleaved(study("runtime_ms", interleave=True), StrictJudge())
+
+
+def test_judged_reference_is_the_mean_of_every_incumbent_sample() -> None:
+    history = [exp(1, "baseline", [108.4, 108.2, 110.0]), exp(2, "remeasure", [128.9]),
+               exp(3, "remeasure", [128.5])]  # fmt: skip
+    assert history[0].metric == 108.86666666666667  # what status and try printed before
+    assert judged_reference(history, history[0]) == (108.4 + 108.2 + 110.0 + 128.9 + 128.5) / 5

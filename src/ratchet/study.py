@@ -150,6 +150,19 @@ class DecisionSpec(_Section):
     min_delta: float = Field(default=0.0, ge=0)
     remeasure_every: int = Field(default=10, ge=0)  # 0 = never re-measure the incumbent
     complexity_weight: float = Field(default=0.0, ge=0)
+    # The least spread the judge assumes, as a fraction of the metric's value; None = 0.02 for
+    # a metric named as a time (runtime_ms, latency, ...), else 0 (``decide/timing.py``).
+    noise_floor: float | None = Field(default=None, ge=0, lt=1)
+    # Sample candidate and incumbent in turns and compare them pair by pair, so drift of the
+    # machine cancels; "auto" = on for a timing metric (``decide/sampling.py``).
+    interleave: Literal["auto"] | bool = "auto"
+
+    @field_validator("interleave", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: object) -> object:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError('must be "auto", true or false')
 
 
 class PruneSpec(_Section):
@@ -579,4 +592,5 @@ def _describe(path: Path, exc: ValidationError) -> str:
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {key} = {err.get('input')!r} is not allowed — use one of {expected}"
-    return f"{path}: {key}: {err['msg']} (got {err.get('input')!r}) — fix the value"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{path}: {key}: {message} (got {err.get('input')!r}) — fix the value"

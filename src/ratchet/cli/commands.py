@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..decide.judge import make_judge
+from ..decide.sampling import judged_reference
 from ..errors import ConfigError, RatchetError
 from ..execute.phases import Candidate, Executor
 from ..execute.sandbox import warning
@@ -250,7 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
     Repo.discover(study.root).head()
     tag = check_tag(args.tag)
-    judge = make_judge(study.decision)
+    judge = make_judge(study.decision, study.metric.name)
     proposer = make_proposer(study, args.proposer, args.replay, model=args.model)
     options = RunOptions(
         tag=tag, max_experiments=args.max_experiments, hours=args.hours, budget=args.budget
@@ -278,7 +279,7 @@ def cmd_try(args: argparse.Namespace) -> int:
     """One line on stdout (see ``trying.format_line``), exit 0 whatever the verdict."""
     study = load_study(Path(args.dir))
     tag = check_tag(args.tag)
-    judge = make_judge(study.decision)
+    judge = make_judge(study.decision, study.metric.name)
     _stop_on_signals()
     weaker = warning(study.run.sandbox)
     if weaker:
@@ -336,9 +337,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     base, best = figures.baseline, figures.incumbent
     if base is not None and best is not None:
         out.print(f"baseline  {format_metric(base.metric)} (#{base.id})")
+        judged = judged_reference(experiments, best)  # what candidates are judged against
         out.print(
-            f"incumbent {format_metric(best.metric)} (#{best.id},"
-            f" {_change(base.metric, best.metric)}) {printable(best.description)}"
+            f"incumbent {format_metric(judged)} (#{best.id},"
+            f" {_change(base.metric, judged)}) {printable(best.description)}"
         )
     for e in experiments:
         if e.void is not None:

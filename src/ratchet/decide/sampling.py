@@ -23,6 +23,19 @@ here, as functions of plain data (the history, the samples so far, the study's
 - Top-up: while the judge asks for more samples of a candidate, the incumbent
   is measured alongside it (``needs_top_up``; a ``remeasure`` row each), so the
   two sides have about as many samples each. Never for a deterministic study.
+- Interleaving (``interleaved``: ``[decision] interleave``, by default on for a
+  timing metric): the candidate is sampled in pairs with the incumbent, each
+  pair run back to back, and the judge compares the pairs (``alongside``), so
+  a machine that drifts slower or faster between pairs moves both sides alike.
+  The order within a pair alternates (C I, I C, C I, ...: A/B/B/A), so a
+  steady drift during the pairs, which would favour whichever side runs first,
+  cancels over every two pairs (``benchmarks/noise.py``, table 3); the
+  candidate runs first, so one that crashes or is rejected by its evaluation
+  costs no incumbent run. It costs one incumbent run per candidate run, and
+  the old samples of the incumbent no longer shorten a decision (a no-op
+  costs about 17 runs, not 11, in ``benchmarks/noise.py``), which is why a
+  study whose metric is not a time keeps the cheaper top-ups unless it asks.
+  ``next_sample`` says which to run next, ``judge_now`` when the judge looks.
 - Confirmation: ``confirm_reference`` and ``confirm_verdict``.
 """
 
@@ -31,10 +44,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import fmean
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..models import MEASURES_COMMIT, RAN, Experiment, better
 from .judge import Judge, Verdict
+from .timing import is_timing
 
 if TYPE_CHECKING:
     from ..study import Study
@@ -50,6 +64,10 @@ __all__ = [
     "deterministic",
     "remeasure_due",
     "needs_top_up",
+    "interleaved",
+    "next_sample",
+    "judge_now",
+    "judged_reference",
     "decided",
     "confirm_reference",
     "confirm_verdict",
@@ -129,6 +147,68 @@ def needs_top_up(samples: Sequence[float], incumbent: Sequence[float]) -> bool:
     serve every later candidate too.
     """
     return len(incumbent) < len(samples) + 1
+
+
+def interleaved(study: Study, judge: Judge) -> bool:
+    """Whether candidate and incumbent are sampled in turns and compared in pairs.
+
+    ``[decision] interleave``: true, false, or "auto" (on for a timing metric,
+    ``ratchet.decide.timing.is_timing``). Never for the strict rule, which
+    takes one sample of everything.
+    """
+    if single_sample(judge):
+        return False
+    setting = study.decision.interleave
+    return is_timing(study.metric.name) if setting == "auto" else setting
+
+
+def next_sample(
+    samples: Sequence[float],
+    alongside: Sequence[float],
+    reference: Sequence[float],
+    *,
+    interleave: bool,
+    exact: bool,
+) -> Literal["candidate", "incumbent"]:
+    """Which to measure next while the judge asks for more: the candidate or the incumbent.
+
+    ``samples``: the candidate's so far; ``alongside``: the incumbent samples
+    taken in turn with them; ``reference``: every incumbent sample the judge
+    sees; ``exact``: a deterministic study (``deterministic``), which needs
+    neither top-ups nor pairs. Interleaved, the samples come in pairs, the
+    candidate first in even pairs and the incumbent first in odd ones (C I I C
+    C I I C ...); otherwise the candidate goes first and the incumbent is
+    topped up while ``needs_top_up``.
+    """
+    if exact:
+        return "candidate"
+    if interleave:
+        if len(alongside) != len(samples):  # finish the pair begun
+            return "candidate" if len(alongside) > len(samples) else "incumbent"
+        return "candidate" if len(samples) % 2 == 0 else "incumbent"
+    return "incumbent" if samples and needs_top_up(samples, reference) else "candidate"
+
+
+def judge_now(
+    turn: str, samples: Sequence[float], alongside: Sequence[float], *, interleave: bool
+) -> bool:
+    """Whether the judge looks after this sample: each candidate sample, or each whole pair."""
+    if interleave:
+        return bool(samples) and len(samples) == len(alongside)
+    return turn == "candidate"
+
+
+def judged_reference(history: Sequence[Experiment], best: Experiment) -> float | None:
+    """The value a candidate is judged against: the mean of all the incumbent's samples.
+
+    Not ``best.metric``, which is the mean of its first (baseline or keep)
+    samples only; re-measurements move the reference, and this is what
+    ``try`` and ``status`` print as the best.
+    """
+    samples = incumbent_samples(history, best)
+    if samples:
+        return fmean(samples)
+    return best.metric
 
 
 def decided(verdict: Verdict, n: int) -> tuple[str, str]:

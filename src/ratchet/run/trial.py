@@ -34,7 +34,7 @@ from typing import Any
 from ..constraints import PREFIX, parse_constraints, violation
 from ..decide import sampling as protocol
 from ..decide.dedupe import normalized_patch, patch_meta
-from ..decide.judge import Judge, noise
+from ..decide.judge import Judge, Verdict, noise
 from ..decide.prune import Pruner
 from ..decide.sampling import Outcome
 from ..errors import ExperimentError, ProposalError, ProposalUnusable
@@ -242,9 +242,9 @@ def baseline(bench: Bench) -> Experiment:
     return exp
 
 
-def remeasure_incumbent(bench: Bench) -> Experiment:
-    """Measure the incumbent's commit once more, as its own row (the ledger is append-only)."""
-    current = incumbent(bench.mine())
+def remeasure_incumbent(bench: Bench, current: Experiment | None = None) -> Experiment:
+    """Measure the incumbent's commit (or ``current``'s) once more, as its own row."""
+    current = current or incumbent(bench.mine())
     assert current is not None and current.commit is not None
     bench.ws.checkout(current.commit)
     description = f"re-measure incumbent #{current.id}"
@@ -326,40 +326,13 @@ def run_proposal(
 def _measure_candidate(
     trial: Trial, parent: Experiment, base: str, diff: dict[str, int]
 ) -> Outcome:
-    """Sample until the judge decides (``more`` asks again), then confirm a keep.
-
-    While the judge asks for more, the incumbent is measured once more each time
-    ``needs_top_up`` says so (a ``remeasure`` row of its own), then the
-    candidate's tree is checked out again.
-    """
-    bench = trial.bench
-    study, judge = bench.study, bench.judge
-    history = bench.mine()
-    reference = protocol.reference(history, parent)
-    exact = protocol.deterministic(history)
-    pruner = _watcher(study, parent, reference)
-    samples: list[float] = []
-    seconds = 0.0
-    while True:
-        m = trial.sample(len(samples), pruner() if pruner else None)
-        seconds += m.duration_s
-        if m.status != "ok" or m.metric is None:
-            return Outcome(m.status, None, m.reason, seconds)
-        samples.append(m.metric)
-        verdict = judge.decide(
-            samples,
-            reference,
-            study.metric.goal,
-            lines_added=diff.get("added", 0),
-            lines_removed=diff.get("removed", 0),
-        )
-        if verdict.decision != "more" or len(samples) >= study.decision.max_samples:
-            break
-        if not exact and protocol.needs_top_up(samples, reference):
-            again = remeasure_incumbent(bench)
-            bench.ws.checkout(trial.commit or base)
-            if again.metric is not None:
-                reference.append(again.metric)
+    """Sample until the judge decides (``_sample_until_decided``), then confirm a keep."""
+    study = trial.bench.study
+    reference = protocol.reference(trial.bench.mine(), parent)
+    sampled = _sample_until_decided(trial, parent, base, diff, reference)
+    if isinstance(sampled, Outcome):
+        return sampled
+    samples, verdict, m, seconds = sampled
     status, reason = protocol.decided(verdict, len(samples))
     broken = _broken_constraint(study, fmean(samples), m.extras) if status == "keep" else None
     if broken:
@@ -372,6 +345,60 @@ def _measure_candidate(
         reason = f"{reason}; {why}"
         status = "unconfirmed" if not ok and study.confirm.revert else status
     return Outcome(status, fmean(samples), reason, seconds)
+
+
+def _sample_until_decided(
+    trial: Trial, parent: Experiment, base: str, diff: dict[str, int], reference: list[float]
+) -> Outcome | tuple[list[float], Verdict, Measurement, float]:
+    """Carry out ``protocol.next_sample`` until the judge decides or ``max_samples``.
+
+    An incumbent sample is a ``remeasure`` row of its own (``reference`` grows
+    by it), after which the candidate's tree is checked out again. Interleaved,
+    those taken in turn with the candidate's are passed to the judge as
+    ``alongside``, once a pair is whole (``protocol.judge_now``); if one fails,
+    the rest of this candidate is judged unpaired and without top-ups (an
+    incumbent that cannot be measured now is not asked again and again).
+    Returns the failed candidate sample's outcome, or (samples, verdict, last
+    measurement, seconds).
+    """
+    bench = trial.bench
+    study, judge = bench.study, bench.judge
+    top_ups = not protocol.deterministic(bench.mine())  # a deterministic study needs none
+    interleave = protocol.interleaved(study, judge)
+    pruner = _watcher(study, parent, reference)
+    samples: list[float] = []
+    alongside: list[float] = []
+    seconds = 0.0
+    while True:
+        turn = protocol.next_sample(
+            samples, alongside, reference, interleave=interleave, exact=not top_ups
+        )
+        if turn == "incumbent":
+            again = remeasure_incumbent(bench, parent)
+            bench.ws.checkout(trial.commit or base)
+            if again.metric is None:
+                interleave = top_ups = False
+            else:
+                reference.append(again.metric)
+                alongside.append(again.metric)
+        else:
+            m = trial.sample(len(samples), pruner() if pruner else None)
+            seconds += m.duration_s
+            if m.status != "ok" or m.metric is None:
+                return Outcome(m.status, None, m.reason, seconds)
+            samples.append(m.metric)
+        if not protocol.judge_now(turn, samples, alongside, interleave=interleave):
+            continue
+        verdict = judge.decide(
+            samples,
+            reference,
+            study.metric.goal,
+            lines_added=diff.get("added", 0),
+            lines_removed=diff.get("removed", 0),
+            alongside=alongside if interleave else (),
+        )
+        if verdict.decision != "more" or len(samples) >= study.decision.max_samples:
+            return samples, verdict, m, seconds
 
 
 def _broken_constraint(study: Study, metric: float, extras: dict[str, float]) -> str | None:

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..decide.judge import Judge
-from ..decide.sampling import remeasure_due
+from ..decide.sampling import judged_reference, remeasure_due
 from ..errors import ConfigError, GitError
 from ..execute.phases import Executor
 from ..git.repo import Repo
@@ -171,7 +171,7 @@ def _try(ws: Workspace, message: str, judge: Judge, observer: Observer) -> TryRe
         ws.repo.update_ref(ws.branch_ref, head)
         best = baseline(bench)
         if not edits:
-            return TryResult(best, best.metric)
+            return TryResult(best, _best(ws))
     elif not edits:
         raise ConfigError(
             f"nothing to try: no editable file ({', '.join(study.editable)}) differs from HEAD"
@@ -190,8 +190,10 @@ def _try(ws: Workspace, message: str, judge: Judge, observer: Observer) -> TryRe
 
 
 def _best(ws: Workspace) -> float | None:
-    best = incumbent(ws.experiments())
-    return best.metric if best else None
+    """What the next candidate is judged against: every sample of the incumbent, not its first."""
+    history = ws.experiments()
+    best = incumbent(history)
+    return judged_reference(history, best) if best else None
 
 
 def _refuse_unpinned(ws: Workspace) -> None:
