@@ -35,6 +35,8 @@ __all__ = [
     "ProposerSpec",
     "SearchSpec",
     "SpaceParam",
+    "ExecuteSpec",
+    "ResourcesSpec",
     "load_study",
     "matches",
 ]
@@ -247,6 +249,34 @@ class ProposerSpec(_Section):
     max_failures: int = Field(default=5, ge=1)  # proposal failures in a row that end the run
 
 
+class ExecuteSpec(_Section):
+    """Where experiments run: how many at once, and on what (this machine, or a Ray cluster).
+
+    ``backend = "ray"`` sends each sample to a Ray cluster at ``address``
+    (else ``RAY_ADDRESS``; neither: a Ray started on this machine); the
+    ledger and git stay with the ``ratchet run`` that drives it.
+    """
+
+    workers: int | Literal["auto"] = Field(default=1)
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, min_length=1)
+
+    @field_validator("workers")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("workers must be at least 1 (or \"auto\")")
+        return value
+
+
+class ResourcesSpec(_Section):
+    """What one experiment needs: CPUs (None = share all), GPUs, memory in MB."""
+
+    cpus: int | None = Field(default=None, ge=1)
+    gpus: int = Field(default=0, ge=0)
+    memory_mb: float | None = Field(default=None, gt=0)
+
+
 class _StudyFile(_Section):
     """The TOML document as written; turned into a ``Study`` after path checks."""
 
@@ -260,6 +290,8 @@ class _StudyFile(_Section):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec = ProposerSpec()
     search: SearchSpec = SearchSpec()
+    execute: ExecuteSpec = ExecuteSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -302,6 +334,8 @@ class Study(BaseModel):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec
     search: SearchSpec = SearchSpec()
+    execute: ExecuteSpec = ExecuteSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @property
     def config_path(self) -> Path:
@@ -429,6 +463,8 @@ def load_study(directory: Path) -> Study:
         confirm=parsed.confirm,
         proposer=parsed.proposer,
         search=parsed.search,
+        execute=parsed.execute,
+        resources=parsed.resources,
     )
     _check_phases(path, study)
     _check_files(path, study)
@@ -513,6 +549,8 @@ _SECTIONS = (
     "confirm",
     "proposer",
     "search",
+    "execute",
+    "resources",
 )
 _EXAMPLES = {
     "study": 'name = "mystudy"',

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..metrics import MetricParser, ParsedOutput, ProgressPoint
 from ..observer import Observer
@@ -45,7 +45,15 @@ from .runner import RunResult, RunSpec, run_command
 from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint, resolve
 from .sealed import Reported, Sealed, SealProblem, read_reports, receive, sealed_dir, sealed_env
 
-__all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
+__all__ = [
+    "REJECT_EXIT",
+    "Candidate",
+    "Measurement",
+    "PhaseOutcome",
+    "Executor",
+    "last_line",
+    "plain_spec",
+]
 
 REJECT_EXIT = 3
 
@@ -127,8 +135,29 @@ def last_line(text: str) -> str:
     return ""
 
 
+def plain_spec(study: Study, pinned: Mapping[str, bytes], budget: float) -> dict[str, Any]:
+    """What builds an ``Executor`` elsewhere (a Ray node): plain, picklable data only.
+
+    The study as its validated keys (its directory is the receiver's to set),
+    the pinned protected files as bytes, the run phase's budget.
+    """
+    return {"study": study.model_dump(mode="json"), "pinned": dict(pinned), "budget": budget}
+
+
 class Executor:
     """Runs a candidate's phases with the study's budgets and the pinned evaluation."""
+
+    @classmethod
+    def from_plain(
+        cls, spec: Mapping[str, Any], *, root: Path, observer: Observer | None = None
+    ) -> Executor:
+        """The executor ``plain_spec`` describes, for a study whose files are under ``root``.
+
+        ``root`` stands for the user's study directory: under ``bwrap`` it is
+        concealed from the candidate, so it must not hold the candidate's checkout.
+        """
+        study = Study.model_validate({**spec["study"], "root": root})
+        return cls(study, pinned=spec["pinned"], observer=observer, budget=spec["budget"])
 
     def __init__(
         self,

@@ -1,0 +1,270 @@
+"""The node's half of the Ray backend: one sample, run here by the local ``Executor``.
+
+A Ray task (``run_sample``) receives plain data: the executor's spec
+(``phases.plain_spec``: the study's keys, the pinned files, the budget), the
+candidate's files named by their content hash, and where to send what it
+prints. It then runs the very code ``ratchet run`` runs locally (the
+shepherd, the sandbox, the sealed evaluate phase) in a scratch directory::
+
+    <scratch>/files/<hash>/   the candidate's files, written once per node and hash
+                              (the study's "root": concealed from the candidate under bwrap)
+    <scratch>/runs/<random>/  one sample: study/ (a fresh copy it may write to), logs/
+
+``<scratch>`` is ``$RATCHET_RAY_SCRATCH``, else ``ratchet-ray`` in the
+node's temporary directory. A sample's directory is removed when it ends;
+cached file sets stay (a study's candidates share most of them, and each is
+small next to a checkpoint).
+
+What the phases print goes back to the driver as it happens (``Streamer``):
+a thread pushes batches of events to the driver's mailbox actor every
+``FLUSH_S`` and learns from the reply whether the driver's pruner asked for a
+stop; if so it interrupts the sample (the runner's Ctrl-C path: the whole
+tree is stopped) and the sample ends ``pruned`` with the pruner's reason.
+"""
+
+from __future__ import annotations
+
+import _thread
+import hashlib
+import os
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..metrics import ProgressPoint
+from ..observer import Observer
+from .phases import Candidate, Executor, Measurement
+
+__all__ = [
+    "FLUSH_S",
+    "SCRATCH_ENV",
+    "FileSet",
+    "collect_files",
+    "files_digest",
+    "cached_tree",
+    "run_sample",
+    "Streamer",
+]
+
+SCRATCH_ENV = "RATCHET_RAY_SCRATCH"
+FLUSH_S = 0.05  # how often a running sample sends its lines (and hears of a stop)
+_SKIPPED = (".git", ".ratchet", "__pycache__")
+
+FileSet = dict[str, tuple[bytes, bool]]  # study-relative path -> (content, executable)
+
+
+def scratch_root() -> Path:
+    base = os.environ.get(SCRATCH_ENV) or os.path.join(tempfile.gettempdir(), "ratchet-ray")
+    return Path(base)
+
+
+def collect_files(study_dir: Path) -> FileSet:
+    """The candidate's files as the local executor would see them: its study directory.
+
+    Regular files only; ``.git``, ``.ratchet`` and ``__pycache__`` stay behind.
+    """
+    found: FileSet = {}
+    for top, dirs, files in os.walk(study_dir):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED)
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode):
+                rel = os.path.relpath(path, study_dir).replace(os.sep, "/")
+                with open(path, "rb") as handle:
+                    found[rel] = (handle.read(), bool(info.st_mode & stat.S_IXUSR))
+    return found
+
+
+def files_digest(files: Mapping[str, tuple[bytes, bool]]) -> str:
+    """The content address of a file set: sha256 over paths, modes and contents (pure)."""
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        data, executable = files[rel]
+        header = f"{rel}\0{int(executable)}\0{len(data)}\0".encode()
+        digest.update(header)
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def cached_tree(digest: str, fetch: Callable[[], FileSet]) -> Path:
+    """This node's copy of the file set ``digest``; ``fetch`` is called only on a miss.
+
+    Written into a temporary directory and renamed into place, so a reader
+    never sees half a set and two tasks racing for it both end with one copy.
+    """
+    target = scratch_root() / "files" / digest
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
+    try:
+        for rel, (data, executable) in fetch().items():
+            path = partial / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            if executable:
+                path.chmod(0o755)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+class Streamer(Observer):
+    """The node's observer: queues events for the driver and relays its stop requests.
+
+    Events: ``("node", ray_node_id)``, ``("phase", name, budget)``, ``("line", text)``, ``("point",
+    ProgressPoint)``. ``push`` sends a batch and returns the driver's stop
+    reason, if any (the mailbox actor's ``push``). ``watch`` is the run
+    phase's pruner on this side: it forwards each progress point and answers
+    with the stop reason once one has arrived.
+    """
+
+    def __init__(self, push: Callable[[list[tuple[Any, ...]]], str | None]) -> None:
+        self._push = push
+        self._events: list[tuple[Any, ...]] = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0  # events pushed to the mailbox; the rest travel with the result
+        self.stop_reason: str | None = None
+        self._armed = False  # the main thread is taking the sample: a stop may interrupt it
+
+    def node(self, node_id: str) -> None:
+        """Say first where the sample runs: a retry after a loss goes elsewhere."""
+        self._add(("node", node_id))
+
+    def phase_started(self, exp_id: int, phase: str, budget: float) -> None:
+        self._add(("phase", phase, budget))
+
+    def output_line(self, exp_id: int, line: str) -> None:
+        self._add(("line", line))
+
+    def watch(self, point: ProgressPoint) -> str | None:
+        self._add(("point", point))
+        return self.stop_reason
+
+    def _add(self, event: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def _take(self) -> list[tuple[Any, ...]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._flush_loop, name="ratchet-stream", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> list[tuple[Any, ...]]:
+        """Stop flushing; the events not yet sent (they go back with the result)."""
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self._take()
+
+    def _flush_loop(self) -> None:
+        while not self._done.wait(FLUSH_S):
+            events = self._take()
+            try:
+                reason = self._push(events)
+            except Exception:  # the driver is gone: Ray ends this task soon enough
+                with self._lock:
+                    self._events[:0] = events
+                continue
+            self.sent += len(events)
+            if reason and self.stop_reason is None:
+                with self._lock:
+                    self.stop_reason = reason
+                    if self._armed:
+                        _thread.interrupt_main()  # the runner stops the whole tree
+
+    def arm(self, armed: bool) -> None:
+        """While armed, a stop interrupts the main thread; disarmed, none will any more."""
+        with self._lock:
+            self._armed = armed
+
+    def verdict(self, m: Measurement) -> Measurement:
+        """A sample the driver stopped is ``pruned`` with the driver's reason."""
+        if self.stop_reason and m.status in ("interrupted", "pruned"):
+            return replace(m, status="pruned", reason=self.stop_reason)
+        return m
+
+
+def run_sample(
+    kind: str,
+    spec: Mapping[str, Any],
+    digest: str,
+    fetch: Callable[[], FileSet],
+    seed: int,
+    commit: str,
+    exp_id: int,
+    push: Callable[[list[tuple[Any, ...]]], str | None],
+    node: str = "",
+) -> dict[str, Any]:
+    """One smoke, measure or confirm of a candidate on this node (the Ray task's body).
+
+    Returns the ``Measurement`` (None for a study without smoke), the phases'
+    logs as bytes, the events not streamed yet, how many were, and this
+    node's host name.
+    """
+    root = cached_tree(digest, fetch)
+    runs = scratch_root() / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    here = Path(tempfile.mkdtemp(prefix="sample-", dir=runs))
+    streamer = Streamer(push)
+    streamer.node(node)
+    try:
+        study_dir = here / "study"
+        shutil.copytree(root, study_dir, symlinks=True)
+        executor = Executor.from_plain(spec, root=root, observer=streamer)
+        candidate = Candidate(study_dir, here / "logs", seed, commit, exp_id)
+        streamer.start()
+        try:
+            m = _take_sample(executor, kind, candidate, streamer)
+        finally:
+            rest = streamer.finish()
+        logs = {p.name: p.read_bytes() for p in sorted((here / "logs").glob("*.log"))}
+        return {
+            "measurement": m,
+            "logs": logs,
+            "events": rest,
+            "sent": streamer.sent,
+            "host": socket.gethostname(),
+        }
+    finally:
+        shutil.rmtree(here, ignore_errors=True)
+
+
+def _take_sample(
+    executor: Executor, kind: str, candidate: Candidate, streamer: Streamer
+) -> Measurement | None:
+    try:
+        streamer.arm(True)
+        try:
+            if kind == "smoke":
+                m = executor.smoke(candidate)
+            elif kind == "confirm":
+                m = executor.confirm(candidate)
+            else:
+                m = executor.measure(candidate, watch=streamer.watch)
+        finally:
+            streamer.arm(False)
+    except KeyboardInterrupt:
+        # The stop came outside the runner (between two phases): nothing runs now.
+        if streamer.stop_reason is None:
+            raise
+        return Measurement("pruned", reason=streamer.stop_reason)
+    return streamer.verdict(m) if m is not None else None
