@@ -36,6 +36,7 @@ import os
 import sys
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ __all__ = ["RayExecutor", "require_ray", "INSTALL_HINT", "WORKER_LOST"]
 INSTALL_HINT = "pip install 'ratchetlab[ray]'"
 WORKER_LOST = "worker lost"
 _POLL_S = 0.05  # how often the driver drains a running sample's lines
+_KEEP_SHIPPED = 16  # file sets a driver keeps in the object store (a sample's own is in use)
 _CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long to wait for the killed task to report
 _connect_lock = threading.Lock()
 _mailbox: Any = None
@@ -193,8 +195,9 @@ class RayExecutor:
         self.budget = budget or study.run.budget
         self._spec = ray.put(plain_spec(study, pinned, self.budget))
         self._task, self._mailbox = _remote(ray)
-        self._files: dict[tuple[str, str], tuple[str, Any]] = {}
-        self._stored: dict[str, Any] = {}  # digest -> the object holding that file set
+        self._files: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
+        # digest -> the object holding that file set; the oldest are let go (Ray frees them)
+        self._stored: OrderedDict[str, Any] = OrderedDict()
         resources = study.resources
         self._options: dict[str, Any] = {
             "num_cpus": resources.cpus or 1,
@@ -254,14 +257,19 @@ class RayExecutor:
         """
         key = (str(candidate.study_dir), candidate.commit)
         if candidate.commit and key in self._files:
+            self._files.move_to_end(key)
             return self._files[key]
         files = collect_files(candidate.study_dir)
         digest = files_digest(files)
         if digest not in self._stored:
             self._stored[digest] = self._ray.put(files)
+        self._stored.move_to_end(digest)
         shipped = (digest, self._stored[digest])
         if candidate.commit:
             self._files[key] = shipped
+        for held in (self._files, self._stored):
+            while len(held) > _KEEP_SHIPPED:
+                held.popitem(last=False)
         return shipped
 
     def _attempt(

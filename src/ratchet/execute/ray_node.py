@@ -13,7 +13,8 @@ shepherd, the sandbox, the sealed evaluate phase) in a scratch directory::
 ``<scratch>`` is ``$RATCHET_RAY_SCRATCH``, else ``ratchet-ray`` in the
 node's temporary directory. A sample's directory is removed when it ends;
 cached file sets stay (a study's candidates share most of them, and each is
-small next to a checkpoint).
+small next to a checkpoint): the 64 most recently used, and any used in the
+last ten minutes.
 
 What the phases print goes back to the driver as it happens (``Streamer``):
 a thread pushes batches of events to the driver's mailbox actor every
@@ -32,6 +33,7 @@ import socket
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +56,8 @@ __all__ = [
 
 SCRATCH_ENV = "RATCHET_RAY_SCRATCH"
 FLUSH_S = 0.05  # how often a running sample sends its lines (and hears of a stop)
+KEEP_SETS = 64  # file sets a node keeps cached...
+IDLE_S = 600.0  # ...beyond which one unused for this long is removed
 _SKIPPED = (".git", ".ratchet", "__pycache__")
 
 FileSet = dict[str, tuple[bytes, bool]]  # study-relative path -> (content, executable)
@@ -101,6 +105,7 @@ def cached_tree(digest: str, fetch: Callable[[], FileSet]) -> Path:
     """
     target = scratch_root() / "files" / digest
     if target.is_dir():
+        os.utime(target)  # recently used: kept by ``_evict``
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
@@ -118,7 +123,24 @@ def cached_tree(digest: str, fetch: Callable[[], FileSet]) -> Path:
                 raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+    _evict(target.parent, keep=KEEP_SETS, idle_s=IDLE_S)
     return target
+
+
+def _evict(cache: Path, *, keep: int, idle_s: float) -> None:
+    """Remove file sets beyond the ``keep`` most recently used that nobody used for ``idle_s``.
+
+    A night of candidates would otherwise fill the node's disk; a set in use
+    was touched when its sample started, so it is never the one removed.
+    """
+    sets = []
+    for entry in os.scandir(cache):
+        if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            sets.append((entry.stat().st_mtime, entry.path))
+    now = time.time()
+    for used, path in sorted(sets, reverse=True)[keep:]:
+        if now - used > idle_s:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class Streamer(Observer):
