@@ -7,6 +7,7 @@ Select these tests with ``-m ray``.
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import signal
@@ -100,7 +101,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": config},
         )
         made.add_node(num_cpus=2)
-        made.add_node(num_cpus=2)
+        made.add_node(num_cpus=2, num_gpus=1)  # Ray hands out GPU ids whether or not there is one
         made.wait_for_nodes()
         ray.init(address=made.address, log_to_driver=False)
         made.scratch = scratch
@@ -318,6 +319,38 @@ def test_a_timeout_kills_the_remote_tree(cluster, tmp_path: Path) -> None:
     assert _gone([int(p) for p in pids.read_text().split()])
 
 
+def test_ctrl_c_on_the_driver_kills_the_remote_tree(cluster, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    root = _study(tmp_path, TREE.replace('os.environ["PIDS"]', repr(str(pids))), budget=60)
+    executor = _executor(root)
+
+    def interrupt() -> None:
+        _wait_for(pids)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt).start()
+    m = executor.measure(_candidate(root, tmp_path))
+    assert m.status == "interrupted"
+    assert _gone([int(p) for p in pids.read_text().split()])
+
+
+# --- resources -------------------------------------------------------------------------
+
+GPU = """import os
+print("gpu:", os.environ.get("CUDA_VISIBLE_DEVICES"))
+open("out.txt", "w").write("1")
+"""
+
+
+def test_a_sample_gets_the_gpu_ray_gave_it(cluster, tmp_path: Path) -> None:
+    root = _study(tmp_path, GPU)
+    toml = root / "ratchet.toml"
+    toml.write_text(toml.read_text().replace("cpus = 1", "cpus = 1\ngpus = 1"))
+    m = _executor(root).measure(_candidate(root, tmp_path))
+    assert m.status == "ok"
+    assert "gpu: 0" in (tmp_path / "logs" / "1" / "run.log").read_text()
+
+
 # --- lost workers and nodes ------------------------------------------------------------
 
 # The first attempt blocks until the test kills its node or worker; a later one finishes.
@@ -447,3 +480,32 @@ def test_without_ray_the_message_names_the_extra(tmp_path: Path) -> None:
     assert INSTALL_HINT in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (root / ".ratchet" / "ledger.sqlite").exists()  # nothing started
+
+
+LOCAL = """\
+import sys
+from pathlib import Path
+from ratchet import load_study
+from ratchet.execute.factory import make_executor
+from ratchet.execute.phases import Candidate
+root = Path(sys.argv[1])
+study = load_study(root)
+pinned = {n: (root / n).read_bytes() for n in study.protected_files()}
+executor = make_executor(study, pinned=pinned, observer=None, budget=None)
+m = executor.measure(Candidate(root, root.parent / "logs", 0, "", 1))
+import ray  # after Ratchet started it, as in `ratchet run`
+print(m.status, m.metric, ray.get_runtime_context().gcs_address)
+"""
+
+
+def test_without_an_address_a_local_ray_is_started(tmp_path: Path) -> None:
+    root = _study(tmp_path, TRAIN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RATCHET_RAY_SCRATCH"] = str(tmp_path / "scratch")
+    done = subprocess.run(
+        [PYTHON, "-c", LOCAL, str(root)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, metric, gcs = done.stdout.split()
+    assert (status, metric) == ("ok", "10.0")
+    assert gcs.startswith("127.")  # a Ray started by Ratchet stays on loopback
