@@ -10,8 +10,10 @@ from __future__ import annotations
 import _thread
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from conftest import PYTHON, git, make_repo
 
 from ratchet import RunOptions, load_study, run_study
 from ratchet.decide.judge import StrictJudge
-from ratchet.errors import ConfigError
+from ratchet.errors import ConfigError, RatchetError
 from ratchet.execute.factory import make_executor
 from ratchet.execute.phases import Candidate, Executor
 from ratchet.execute.proctree import ppid
@@ -253,6 +255,50 @@ def test_a_failing_run_is_a_crash_with_its_reason(cluster, tmp_path: Path) -> No
     assert m.status == "crash"
     assert "run phase exited with code 1: no data here" in m.reason
     assert "no data here" in (tmp_path / "logs" / "1" / "run.log").read_text()
+
+
+PEEK = """\
+import os, sys
+open("out.txt", "w").write("1")
+for path in sys.argv[1:]:
+    try:
+        open(path).read()
+        print("read", path)
+    except OSError as error:
+        print("cannot read", path, error.strerror)
+"""
+
+
+def test_bwrap_on_a_node_hides_the_drivers_repository(cluster, tmp_path: Path) -> None:
+    from ratchet.execute.sandbox import check_available
+
+    try:
+        check_available("bwrap")
+    except RatchetError as problem:
+        pytest.skip(f"bwrap is not usable here: {problem}")
+    parent = Path("/var/tmp")  # not under /tmp, which bwrap replaces by a private one anyway
+    if not parent.is_dir() or os.path.realpath(parent).startswith("/tmp"):
+        pytest.skip("needs a writable /var/tmp outside /tmp")
+    outside = Path(tempfile.mkdtemp(prefix="ratchet-ray-test-", dir=parent))
+    outside.chmod(0o755)
+    try:
+        root = _study(outside, PEEK)
+        secrets = [root / ".ratchet" / "ledger.sqlite", root / ".git" / "HEAD", root / "score.py"]
+        secrets[0].parent.mkdir()
+        secrets[0].write_text("private\n")
+        toml = root / "ratchet.toml"
+        text = toml.read_text().replace('sandbox = "process"', 'sandbox = "bwrap"')
+        toml.write_text(
+            text.replace('"python train.py"', f'"python train.py {" ".join(map(str, secrets))}"')
+        )
+        git(root, "commit", "-qam", "bwrap")
+        m = _executor(root).measure(_candidate(root, tmp_path))
+        assert (m.status, m.metric) == ("ok", 2.0)
+        log = (tmp_path / "logs" / "1" / "run.log").read_text()
+        for path in secrets:
+            assert f"cannot read {path} No such file or directory" in log
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 # --- streaming, pruning, timeouts ------------------------------------------------------

@@ -7,9 +7,10 @@ prints. It then runs the very code ``ratchet run`` runs locally (the
 shepherd, the sandbox, the sealed evaluate phase) in a scratch directory::
 
     <scratch>/files/<hash>/   the candidate's files, written once per node and hash
-                              (the study's "root": concealed from the candidate under bwrap)
     <scratch>/runs/<random>/  one sample: study/ (a fresh copy it may write to), logs/
 
+Under ``bwrap`` the study's repository is concealed as in a local run: the
+driver's, where the node sees it (``_study_root``), else the cached set.
 ``<scratch>`` is ``$RATCHET_RAY_SCRATCH``, else ``ratchet-ray`` in the
 node's temporary directory. A sample's directory is removed when it ends;
 cached file sets stay (a study's candidates share most of them, and each is
@@ -251,7 +252,7 @@ def run_sample(
     try:
         study_dir = here / "study"
         shutil.copytree(root, study_dir, symlinks=True)
-        executor = Executor.from_plain(spec, root=root, observer=streamer)
+        executor = Executor.from_plain(spec, root=_study_root(spec, root), observer=streamer)
         candidate = Candidate(study_dir, here / "logs", seed, commit, exp_id)
         streamer.start()
         try:
@@ -268,6 +269,17 @@ def run_sample(
         }
     finally:
         shutil.rmtree(here, ignore_errors=True)
+
+
+def _study_root(spec: Mapping[str, Any], cached: Path) -> Path:
+    """The directory ``bwrap`` conceals with its repository: the driver's study directory
+    where this node sees it too (the driver's machine, a shared filesystem), else the cache.
+
+    On the driver's own machine the candidate must not read the user's repository,
+    its ledger or the other worktrees, exactly as in a local run.
+    """
+    driver = Path(spec["study"]["root"])
+    return driver if driver.is_dir() else cached
 
 
 def _take_sample(
