@@ -380,6 +380,21 @@ def test_ctrl_c_on_the_driver_kills_the_remote_tree(cluster, tmp_path: Path) -> 
     assert _gone([int(p) for p in pids.read_text().split()])
 
 
+def test_interrupt_from_another_thread_kills_the_remote_tree(cluster, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    root = _study(tmp_path, TREE.replace('os.environ["PIDS"]', repr(str(pids))), budget=60)
+    executor = _executor(root)
+    result: list = []
+    thread = _measuring(executor, _candidate(root, tmp_path), result)
+    _wait_for(pids)
+    executor.interrupt()  # what the run does for each worker on Ctrl-C
+    thread.join(30)
+    (m,) = result
+    assert m.status == "interrupted"
+    assert _gone([int(p) for p in pids.read_text().split()])
+    assert executor.measure(_candidate(root, tmp_path, 2)).status == "interrupted"
+
+
 # --- resources -------------------------------------------------------------------------
 
 GPU = """import os

@@ -21,9 +21,9 @@ treats it like the local one. For each smoke, measure or confirm it
 
 A worker or node lost mid-sample (Ray reports the task's worker or node
 dead) is retried once on another node; lost again, the sample is a
-``crash`` with the reason "worker lost". Ctrl-C while a sample runs kills
-its worker (its shepherd then kills the tree) and the sample is
-``interrupted``.
+``crash`` with the reason "worker lost". Ctrl-C while a sample runs (or
+``interrupt()`` from another thread) kills its worker (its shepherd then kills
+the tree) and the sample is ``interrupted``.
 
 Connecting: ``address`` (``[execute] address``), else ``RAY_ADDRESS``, else a
 Ray started on this machine. An already connected driver (``ray.init`` done
@@ -195,6 +195,7 @@ class RayExecutor:
         self.budget = budget or study.run.budget
         self._spec = ray.put(plain_spec(study, pinned, self.budget))
         self._task, self._mailbox = _remote(ray)
+        self._interrupted = threading.Event()  # interrupt(): every sample ends, now and later
         self._files: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
         # digest -> the object holding that file set; the oldest are let go (Ray frees them)
         self._stored: OrderedDict[str, Any] = OrderedDict()
@@ -224,11 +225,21 @@ class RayExecutor:
         assert m is not None
         return m
 
+    def interrupt(self) -> None:
+        """Stop the sample in flight, from any thread (the run's Ctrl-C with several workers).
+
+        Its worker is killed, so its shepherd kills the experiment's tree; the
+        sample, and any this executor is asked for later, ends ``interrupted``.
+        """
+        self._interrupted.set()
+
     # --- one sample ---------------------------------------------------------------------
 
     def _sample(
         self, kind: str, candidate: Candidate, watch: Watch | None = None
     ) -> Measurement | None:
+        if self._interrupted.is_set():
+            return Measurement("interrupted", reason="stopped by Ctrl-C on the driver")
         digest, files = self._ship(candidate)
         lost_on: str | None = None
         for attempt in (1, 2):
@@ -305,6 +316,8 @@ class RayExecutor:
             try:
                 while not ray.wait([ref], timeout=_POLL_S)[0]:
                     self._deliver(self._drain(key), follow, key)
+                    if self._interrupted.is_set():
+                        raise KeyboardInterrupt
             except KeyboardInterrupt:
                 ray.cancel(ref, force=True)  # the worker dies; its shepherd kills the tree
                 ray.wait([ref], timeout=_CANCEL_WAIT_S)
