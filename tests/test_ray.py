@@ -395,6 +395,33 @@ def test_interrupt_from_another_thread_kills_the_remote_tree(cluster, tmp_path: 
     assert executor.measure(_candidate(root, tmp_path, 2)).status == "interrupted"
 
 
+DRIVER = """\
+import sys
+from pathlib import Path
+from ratchet import load_study
+from ratchet.execute.factory import make_executor
+from ratchet.execute.phases import Candidate
+root = Path(sys.argv[1])
+study = load_study(root)
+pinned = {n: (root / n).read_bytes() for n in study.protected_files()}
+executor = make_executor(study, pinned=pinned, observer=None, budget=None)
+executor.measure(Candidate(root, root.parent / "logs", 0, "", 1))
+"""
+
+
+def test_a_killed_driver_leaves_no_experiment_behind(cluster, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    root = _study(tmp_path, TREE.replace('os.environ["PIDS"]', repr(str(pids))), budget=120)
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    driver = subprocess.Popen([PYTHON, "-c", DRIVER, str(root)], env=env)
+    try:
+        _wait_for(pids, timeout=60)
+    finally:
+        driver.kill()  # kill -9: no cleanup of its own
+        driver.wait()
+    assert _gone([int(p) for p in pids.read_text().split()], timeout=30)
+
+
 # --- resources -------------------------------------------------------------------------
 
 GPU = """import os
