@@ -501,7 +501,12 @@ def test_a_lost_node_is_retried_elsewhere(cluster, tmp_path: Path) -> None:
         assert (m.status, m.metric) == ("ok", 8.0)
         lost = [text for text in recorder.messages if WORKER_LOST in text]
         assert lost and "retrying elsewhere" in lost[0]
-        assert _gone([pid])  # the first attempt's command died with its node
+        chain, current = [], pid
+        while current and current > 1 and len(chain) < 6:
+            argv = Path(f"/proc/{current}/cmdline").read_bytes()[:80] if _alive(current) else b"-"
+            chain.append((current, argv))
+            current = ppid(str(current))
+        assert _gone([pid], timeout=30), chain  # the first attempt's command died with its node
     finally:
         cluster.add_node(num_cpus=2)
         cluster.wait_for_nodes()
