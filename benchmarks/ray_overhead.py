@@ -10,6 +10,7 @@ warm-up (Ray starts its worker processes then) and left out. With
 in the object store and write on the node), else the same commit each time.
 
     python benchmarks/ray_overhead.py [--samples 40] [--changing] [--evaluate]
+                                      [--sandbox none|process|bwrap]
 
 ``measure_overhead(...)`` returns the figures, for ``benchmarks/parallel.py``.
 """
@@ -40,7 +41,7 @@ protected = ["score.py"]
 command = "cat value.txt{copy}"
 budget = 10
 grace = 1
-sandbox = "process"
+sandbox = "{sandbox}"
 {evaluate}
 [metric]
 name = "score"
@@ -54,11 +55,13 @@ inputs = ["out.txt"]
 WARMUP = 3
 
 
-def _study(directory: Path, evaluate: bool) -> Path:
+def _study(directory: Path, evaluate: bool, sandbox: str = "process") -> Path:
     directory.mkdir()
     files = {
         "ratchet.toml": TOML.format(
-            copy=" > out.txt" if evaluate else "", evaluate=EVALUATE if evaluate else ""
+            copy=" > out.txt" if evaluate else "",
+            evaluate=EVALUATE if evaluate else "",
+            sandbox=sandbox,
         ),
         "program.md": "x\n",
         "value.txt": "score: 5\n",
@@ -66,8 +69,16 @@ def _study(directory: Path, evaluate: bool) -> Path:
     }
     for name, text in files.items():
         (directory / name).write_text(text)
-    subprocess.run(["git", "init", "-q", str(directory)], check=True)
-    return directory
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(directory), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "study")
+    checkout = directory.parent / "checkout"  # candidates run in a worktree, as in a real run
+    git("worktree", "add", "-q", "--detach", str(checkout))
+    return checkout
 
 
 def _timed(executor, root: Path, logs: Path, samples: int, changing: bool) -> list[float]:
@@ -86,7 +97,9 @@ def _timed(executor, root: Path, logs: Path, samples: int, changing: bool) -> li
     return times
 
 
-def measure_overhead(samples: int = 40, changing: bool = False, evaluate: bool = False) -> dict:
+def measure_overhead(
+    samples: int = 40, changing: bool = False, evaluate: bool = False, sandbox: str = "process"
+) -> dict:
     """Median seconds per sample, local and on Ray, and Ray's difference."""
     import ray
     from ray.cluster_utils import Cluster
@@ -94,8 +107,8 @@ def measure_overhead(samples: int = 40, changing: bool = False, evaluate: bool =
     from ratchet.execute.ray_backend import RayExecutor
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = _study(Path(tmp) / "study", evaluate)
-        study = load_study(root)
+        root = _study(Path(tmp) / "study", evaluate, sandbox)
+        study = load_study(Path(tmp) / "study")
         pinned = {name: (root / name).read_bytes() for name in study.protected_files()}
         local = _timed(Executor(study, pinned=pinned), root, Path(tmp) / "l", samples, changing)
         cluster = Cluster(
@@ -125,10 +138,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--changing", action="store_true", help="a new file set every sample")
     parser.add_argument("--evaluate", action="store_true", help="add a sealed evaluate phase")
+    parser.add_argument("--sandbox", default="process", choices=["none", "process", "bwrap"])
     args = parser.parse_args()
-    figures = measure_overhead(args.samples, args.changing, args.evaluate)
+    figures = measure_overhead(args.samples, args.changing, args.evaluate, args.sandbox)
     what = "new candidate each sample" if args.changing else "same candidate"
-    print(f"{args.samples} samples, {what}, evaluate phase: {'yes' if args.evaluate else 'no'}")
+    print(
+        f"{args.samples} samples, {what}, evaluate phase: {'yes' if args.evaluate else 'no'},"
+        f" sandbox {args.sandbox}"
+    )
     print(f"local executor: median {figures['local_s'] * 1000:7.1f} ms per sample")
     print(
         f"Ray executor:   median {figures['ray_s'] * 1000:7.1f} ms per sample"
