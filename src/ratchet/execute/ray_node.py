@@ -10,7 +10,7 @@ shepherd, the sandbox, the sealed evaluate phase) in a scratch directory::
     <scratch>/runs/<random>/  one sample: study/ (a fresh copy it may write to), logs/
 
 Under ``bwrap`` the study's repository is concealed as in a local run: the
-driver's, where the node sees it (``_study_root``), else the cached set.
+driver's, where the node sees it (``_study_root``), else the cache of sets.
 ``<scratch>`` is ``$RATCHET_RAY_SCRATCH``, else ``ratchet-ray`` in the
 node's temporary directory. A sample's directory is removed when it ends;
 cached file sets stay (a study's candidates share most of them, and each is
@@ -273,13 +273,14 @@ def run_sample(
 
 def _study_root(spec: Mapping[str, Any], cached: Path) -> Path:
     """The directory ``bwrap`` conceals with its repository: the driver's study directory
-    where this node sees it too (the driver's machine, a shared filesystem), else the cache.
+    where this node sees it too (the driver's machine, a shared filesystem), else the
+    node's cache of file sets (other candidates' code).
 
     On the driver's own machine the candidate must not read the user's repository,
     its ledger or the other worktrees, exactly as in a local run.
     """
     driver = Path(spec["study"]["root"])
-    return driver if driver.is_dir() else cached
+    return driver if driver.is_dir() else cached.parent
 
 
 def _take_sample(
