@@ -426,6 +426,7 @@ def test_a_killed_driver_leaves_no_experiment_behind(cluster, tmp_path: Path) ->
 
 GPU = """import os
 print("gpu:", os.environ.get("CUDA_VISIBLE_DEVICES"))
+print("omp:", os.environ.get("OMP_NUM_THREADS"))
 open("out.txt", "w").write("1")
 """
 
@@ -436,7 +437,9 @@ def test_a_sample_gets_the_gpu_ray_gave_it(cluster, tmp_path: Path) -> None:
     toml.write_text(toml.read_text().replace("cpus = 1", "cpus = 1\ngpus = 1"))
     m = _executor(root).measure(_candidate(root, tmp_path))
     assert m.status == "ok"
-    assert "gpu: 0" in (tmp_path / "logs" / "1" / "run.log").read_text()
+    log = (tmp_path / "logs" / "1" / "run.log").read_text()
+    assert "gpu: 0" in log
+    assert "omp: 1" in log  # Ray tells thread pools the sample's CPUs ([resources] cpus = 1)
 
 
 # --- lost workers and nodes ------------------------------------------------------------
