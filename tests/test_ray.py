@@ -39,7 +39,12 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 ray = pytest.importorskip("ray")
 
-from ratchet.execute.ray_backend import INSTALL_HINT, WORKER_LOST, RayExecutor  # noqa: E402
+from ratchet.execute.ray_backend import (  # noqa: E402
+    INSTALL_HINT,
+    WORKER_LOST,
+    RayExecutor,
+    unplaceable,
+)
 
 STUDY_TOML = """\
 [study]
@@ -103,7 +108,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             head_node_args={"num_cpus": 0, "include_dashboard": False, "_system_config": config},
         )
         made.add_node(num_cpus=2)
-        made.add_node(num_cpus=2, num_gpus=1)  # Ray hands out GPU ids whether or not there is one
+        # Ray hands out GPU ids whether or not there is one; "fast" is a custom resource.
+        made.add_node(num_cpus=2, num_gpus=1, resources={"fast": 1})
         made.wait_for_nodes()
         ray.init(address=made.address, log_to_driver=False)
         made.scratch = scratch
@@ -442,6 +448,39 @@ def test_a_sample_gets_the_gpu_ray_gave_it(cluster, tmp_path: Path) -> None:
     assert "omp: 1" in log  # Ray tells thread pools the sample's CPUs ([resources] cpus = 1)
 
 
+def test_custom_resources_place_the_sample(cluster, tmp_path: Path) -> None:
+    root = _study(tmp_path, TRAIN)
+    toml = root / "ratchet.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace("cpus = 1", "cpus = 1\ncustom = {fast = 1}"))
+    assert _executor(root).measure(_candidate(root, tmp_path)).metric == 10.0
+    toml.write_text(text.replace("cpus = 1", "cpus = 1\ncustom = {slow = 1}"))
+    with pytest.raises(ConfigError, match=r"asks for 1 slow per experiment, and no node"):
+        _executor(root)
+
+
+def test_more_gpus_than_any_node_has_is_a_config_error(cluster, tmp_path: Path) -> None:
+    root = _study(tmp_path, TRAIN)
+    toml = root / "ratchet.toml"
+    toml.write_text(toml.read_text().replace("cpus = 1", "cpus = 1\ngpus = 2"))
+    with pytest.raises(ConfigError, match=r"\[resources\] asks for 2 GPU per experiment"):
+        _executor(root)
+
+
+def test_what_no_node_can_hold_is_named() -> None:
+    nodes = [
+        {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}},
+        {"Alive": True, "Resources": {"CPU": 1.0, "GPU": 2.0}},
+        {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}},
+    ]
+    assert unplaceable({"num_cpus": 4, "num_gpus": 1}, nodes) == ""
+    assert unplaceable({"num_cpus": 8, "num_gpus": 0}, nodes) == "8 CPU"
+    assert unplaceable({"num_cpus": 4, "num_gpus": 2}, nodes) == "4 CPU, 2 GPU at once"
+    assert unplaceable({"num_cpus": 1, "num_gpus": 0, "memory": 5e9}, nodes) == (
+        "5000 MB of memory"
+    )
+
+
 # --- lost workers and nodes ------------------------------------------------------------
 
 # The first attempt blocks until the test kills its node or worker; a later one finishes.
@@ -556,6 +595,9 @@ def test_backend_is_checked_in_the_config(tmp_path: Path) -> None:
     toml = root / "ratchet.toml"
     toml.write_text(toml.read_text().replace('backend = "ray"', 'backend = "slurm"'))
     with pytest.raises(ConfigError, match=r"\[execute\] backend = 'slurm' is not allowed"):
+        load_study(root)
+    toml.write_text(STUDY_TOML.format(budget=5).replace("cpus = 1", "custom = {fast = 0}"))
+    with pytest.raises(ConfigError, match="custom resource 'fast' must be a positive amount"):
         load_study(root)
 
 

@@ -270,11 +270,24 @@ class ExecuteSpec(_Section):
 
 
 class ResourcesSpec(_Section):
-    """What one experiment needs: CPUs (None = share all), GPUs, memory in MB."""
+    """What one experiment needs: CPUs (None = share all), GPUs, memory in MB.
+
+    ``custom``: Ray's custom resources per experiment (``{"a100" = 1}``: only
+    nodes started with ``--resources '{"a100": 8}'`` take it); Ray backend only.
+    """
 
     cpus: int | None = Field(default=None, ge=1)
     gpus: int = Field(default=0, ge=0)
     memory_mb: float | None = Field(default=None, gt=0)
+    custom: dict[str, float] = {}
+
+    @field_validator("custom")
+    @classmethod
+    def _positive_amounts(cls, custom: dict[str, float]) -> dict[str, float]:
+        for name, amount in custom.items():
+            if not amount > 0:
+                raise ValueError(f"custom resource {name!r} must be a positive amount")
+        return custom
 
 
 class _StudyFile(_Section):

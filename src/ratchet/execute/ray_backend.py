@@ -22,8 +22,10 @@ treats it like the local one. For each smoke, measure or confirm it
 A worker or node lost mid-sample (Ray reports the task's worker or node
 dead) is retried once on another node; lost again, the sample is a
 ``crash`` with the reason "worker lost". Ctrl-C while a sample runs (or
-``interrupt()`` from another thread) kills its worker (its shepherd then kills
-the tree) and the sample is ``interrupted``.
+``interrupt()`` from another thread) stops its tree on the node as a pruned
+run's is (if it has not ended within its grace and 10 s more, or at a second
+Ctrl-C, its worker is killed, and its shepherd kills the tree); the sample is
+``interrupted``.
 
 Connecting: ``address`` (``[execute] address``), else ``RAY_ADDRESS``, else a
 Ray started on this machine. An already connected driver (``ray.init`` done
@@ -32,6 +34,7 @@ by the caller) is used as it is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -50,13 +53,21 @@ from .base import Watch
 from .phases import Candidate, Measurement, plain_spec
 from .ray_node import FileSet, collect_files, files_digest, run_sample
 
-__all__ = ["RayExecutor", "require_ray", "INSTALL_HINT", "WORKER_LOST"]
+__all__ = [
+    "RayExecutor",
+    "require_ray",
+    "task_options",
+    "unplaceable",
+    "INSTALL_HINT",
+    "WORKER_LOST",
+]
 
 INSTALL_HINT = "pip install 'ratchetlab[ray]'"
 WORKER_LOST = "worker lost"
 _POLL_S = 0.05  # how often the driver drains a running sample's lines
 _KEEP_SHIPPED = 16  # file sets a driver keeps in the object store (a sample's own is in use)
-_CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long to wait for the killed task to report
+_CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long to wait for a stopped or killed task to end
+INTERRUPTED = "stopped by Ctrl-C on the driver"
 _connect_lock = threading.Lock()
 _mailbox: Any = None
 
@@ -199,13 +210,13 @@ class RayExecutor:
         self._files: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
         # digest -> the object holding that file set; the oldest are let go (Ray frees them)
         self._stored: OrderedDict[str, Any] = OrderedDict()
-        resources = study.resources
-        self._options: dict[str, Any] = {
-            "num_cpus": resources.cpus or 1,
-            "num_gpus": resources.gpus,
-        }
-        if resources.memory_mb is not None:
-            self._options["memory"] = int(resources.memory_mb * 1_000_000)
+        self._options = task_options(study)
+        problem = unplaceable(self._options, ray.nodes())
+        if problem:
+            raise ConfigError(
+                f"{study.config_path}: [resources] asks for {problem} per experiment, and no node"
+                " of the Ray cluster has that much — lower it, or add a node that has it"
+            )
 
     def smoke(self, candidate: Candidate) -> Measurement | None:
         """The study's cheap pre-check on a node, or None when it has none."""
@@ -239,7 +250,7 @@ class RayExecutor:
         self, kind: str, candidate: Candidate, watch: Watch | None = None
     ) -> Measurement | None:
         if self._interrupted.is_set():
-            return Measurement("interrupted", reason="stopped by Ctrl-C on the driver")
+            return Measurement("interrupted", reason=INTERRUPTED)
         digest, files = self._ship(candidate)
         lost_on: str | None = None
         for attempt in (1, 2):
@@ -255,7 +266,7 @@ class RayExecutor:
                 )
                 continue
             if result is None:
-                return Measurement("interrupted", reason="stopped by Ctrl-C on the driver")
+                return Measurement("interrupted", reason=INTERRUPTED)
             _write_logs(candidate.log_dir, result["logs"])
             return result["measurement"]
         raise AssertionError("unreachable")
@@ -319,8 +330,7 @@ class RayExecutor:
                     if self._interrupted.is_set():
                         raise KeyboardInterrupt
             except KeyboardInterrupt:
-                ray.cancel(ref, force=True)  # the worker dies; its shepherd kills the tree
-                ray.wait([ref], timeout=_CANCEL_WAIT_S)
+                self._stop_now(ref, key)
                 return None
             try:
                 result = ray.get(ref)
@@ -337,6 +347,22 @@ class RayExecutor:
             return result
         finally:
             self._mailbox.forget.remote(key)
+
+    def _stop_now(self, ref: Any, key: str) -> None:
+        """Ctrl-C: the node stops the sample's tree as for a pruned run (grace included);
+        if the sample has not ended by then, its worker is killed, and its shepherd
+        kills the tree. A second Ctrl-C goes straight to the kill."""
+        ray = self._ray
+        try:
+            self._mailbox.stop.remote(key, INTERRUPTED)
+            wait = self.study.run.grace + _CANCEL_WAIT_S
+            if ray.wait([ref], timeout=wait)[0]:
+                return
+        except KeyboardInterrupt:
+            pass
+        ray.cancel(ref, force=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            ray.wait([ref], timeout=_CANCEL_WAIT_S)
 
     def _drain(self, key: str) -> list[tuple[Any, ...]]:
         """The sample's events waiting in the mailbox; none while the mailbox restarts."""
@@ -372,6 +398,43 @@ class RayExecutor:
                 if node.get("Resources", {}).get("CPU", 0.0) >= need:
                     return node["NodeID"]
         return None
+
+
+def task_options(study: Study) -> dict[str, Any]:
+    """Ray's resource options for one sample, from ``[resources]`` (pure).
+
+    ``cpus`` unset is one CPU (Ray's default for a task).
+    """
+    spec = study.resources
+    options: dict[str, Any] = {"num_cpus": spec.cpus or 1, "num_gpus": spec.gpus}
+    if spec.memory_mb is not None:
+        options["memory"] = int(spec.memory_mb * 1_000_000)
+    if spec.custom:
+        options["resources"] = dict(spec.custom)
+    return options
+
+
+def unplaceable(options: Mapping[str, Any], nodes: list[dict[str, Any]]) -> str:
+    """What no alive node has enough of for one sample ("2 GPU"), or "" when one has (pure).
+
+    Ray would otherwise wait for such a node forever, without a word.
+    """
+    wanted = {"CPU": float(options["num_cpus"]), "GPU": float(options["num_gpus"])}
+    if "memory" in options:
+        wanted["memory"] = float(options["memory"])
+    wanted.update({k: float(v) for k, v in options.get("resources", {}).items()})
+    wanted = {name: amount for name, amount in wanted.items() if amount > 0}
+    alive = [node.get("Resources", {}) for node in nodes if node.get("Alive")]
+    if any(all(have.get(k, 0.0) >= v for k, v in wanted.items()) for have in alive):
+        return ""
+    short = [
+        (name, amount)
+        for name, amount in wanted.items()
+        if not any(have.get(name, 0.0) >= amount for have in alive)
+    ]
+    name, amount = (short or list(wanted.items()))[0]
+    shown = f"{amount / 1_000_000:g} MB of memory" if name == "memory" else f"{amount:g} {name}"
+    return shown if short else f"{', '.join(f'{v:g} {k}' for k, v in wanted.items())} at once"
 
 
 def _describe_loss(error: Exception) -> str:
