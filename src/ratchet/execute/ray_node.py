@@ -17,19 +17,23 @@ cached file sets stay (a study's candidates share most of them, and each is
 small next to a checkpoint): the 64 most recently used, and any used in the
 last ten minutes.
 
-What the phases print goes back to the driver as it happens (``Streamer``):
-a thread pushes batches of events to the driver's mailbox actor every
-``FLUSH_S`` and learns from the reply whether the driver's pruner asked for a
-stop; if so it interrupts the sample (the runner's Ctrl-C path: the whole
-tree is stopped) and the sample ends ``pruned`` with the pruner's reason.
+The phases run in a process of their own forked from the Ray worker (see
+``run_sample`` for why). What they print goes back to the driver as it
+happens (``Streamer``): a thread pushes batches of events to the driver's
+mailbox actor every ``FLUSH_S`` and learns from the reply whether the
+driver's pruner asked for a stop; if so the sample process gets SIGINT (the
+runner's Ctrl-C path: the whole tree is stopped) and the sample ends
+``pruned`` with the pruner's reason.
 """
 
 from __future__ import annotations
 
-import _thread
+import contextlib
+import ctypes
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import stat
 import tempfile
@@ -37,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,7 @@ FLUSH_S = 0.05  # how often a running sample sends its lines (and hears of a sto
 KEEP_SETS = 64  # file sets a node keeps cached...
 IDLE_S = 600.0  # ...beyond which one unused for this long is removed
 _SKIPPED = (".git", ".ratchet", "__pycache__")
+_PR_SET_PDEATHSIG = 1
 
 FileSet = dict[str, tuple[bytes, bool]]  # study-relative path -> (content, executable)
 
@@ -144,41 +150,28 @@ def _evict(cache: Path, *, keep: int, idle_s: float) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-class Streamer(Observer):
-    """The node's observer: queues events for the driver and relays its stop requests.
+class Streamer:
+    """Queues a sample's events for the driver and relays the driver's stop request.
 
-    Events: ``("node", ray_node_id)``, ``("phase", name, budget)``, ``("line", text)``, ``("point",
-    ProgressPoint)``. ``push`` sends a batch and returns the driver's stop
-    reason, if any (the mailbox actor's ``push``). ``watch`` is the run
-    phase's pruner on this side: it forwards each progress point and answers
-    with the stop reason once one has arrived.
+    Events: ``("node", ray_node_id)``, ``("phase", name, budget)``, ``("line",
+    text)``, ``("point", ProgressPoint)``. A thread sends them in batches every
+    ``FLUSH_S`` through ``push`` (the mailbox actor's ``push``), whose answer is
+    the driver's stop reason, if any; the first one is handed to ``on_stop``.
     """
 
-    def __init__(self, push: Callable[[list[tuple[Any, ...]]], str | None]) -> None:
+    def __init__(
+        self, push: Callable[[list[tuple[Any, ...]]], str | None], on_stop: Callable[[], None]
+    ) -> None:
         self._push = push
+        self._on_stop = on_stop
         self._events: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self.sent = 0  # events pushed to the mailbox; the rest travel with the result
         self.stop_reason: str | None = None
-        self._armed = False  # the main thread is taking the sample: a stop may interrupt it
 
-    def node(self, node_id: str) -> None:
-        """Say first where the sample runs: a retry after a loss goes elsewhere."""
-        self._add(("node", node_id))
-
-    def phase_started(self, exp_id: int, phase: str, budget: float) -> None:
-        self._add(("phase", phase, budget))
-
-    def output_line(self, exp_id: int, line: str) -> None:
-        self._add(("line", line))
-
-    def watch(self, point: ProgressPoint) -> str | None:
-        self._add(("point", point))
-        return self.stop_reason
-
-    def _add(self, event: tuple[Any, ...]) -> None:
+    def add(self, event: tuple[Any, ...]) -> None:
         with self._lock:
             self._events.append(event)
 
@@ -209,19 +202,12 @@ class Streamer(Observer):
                 continue
             self.sent += len(events)
             if reason and self.stop_reason is None:
-                with self._lock:
-                    self.stop_reason = reason
-                    if self._armed:
-                        _thread.interrupt_main()  # the runner stops the whole tree
+                self.stop_reason = reason
+                self._on_stop()
 
-    def arm(self, armed: bool) -> None:
-        """While armed, a stop interrupts the main thread; disarmed, none will any more."""
-        with self._lock:
-            self._armed = armed
-
-    def verdict(self, m: Measurement) -> Measurement:
+    def verdict(self, m: Measurement | None) -> Measurement | None:
         """A sample the driver stopped is ``pruned`` with the driver's reason."""
-        if self.stop_reason and m.status in ("interrupted", "pruned"):
+        if m is not None and self.stop_reason and m.status in ("interrupted", "pruned"):
             return replace(m, status="pruned", reason=self.stop_reason)
         return m
 
@@ -239,29 +225,40 @@ def run_sample(
 ) -> dict[str, Any]:
     """One smoke, measure or confirm of a candidate on this node (the Ray task's body).
 
-    Returns the ``Measurement`` (None for a study without smoke), the phases'
-    logs as bytes, the events not streamed yet, how many were, and this
-    node's host name.
+    The phases run in a *sample process* forked from this Ray worker
+    (``_sample_process``), never in the worker itself: a Ray worker that
+    leaves kills its own children at once (SIGKILL), and one that dies takes
+    its children along (``PR_SET_PDEATHSIG``), so the shepherds are the
+    worker's grandchildren, see their control pipe close and kill their
+    trees, as when ``ratchet run`` is killed locally. The sample process has
+    one thread (the worker has many), and a stop is a SIGINT to it: the
+    runner's Ctrl-C path. Returns the ``Measurement`` (None for a study
+    without smoke), the phases' logs as bytes, the events not streamed yet,
+    how many were, and this node's host name.
     """
     root = cached_tree(digest, fetch)
     runs = scratch_root() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     here = Path(tempfile.mkdtemp(prefix="sample-", dir=runs))
-    streamer = Streamer(push)
-    streamer.node(node)
     try:
         study_dir = here / "study"
         shutil.copytree(root, study_dir, symlinks=True)
-        executor = Executor.from_plain(spec, root=_study_root(spec, root), observer=streamer)
+        executor = Executor.from_plain(spec, root=_study_root(spec, root))
         candidate = Candidate(study_dir, here / "logs", seed, commit, exp_id)
+        pid, conn = _sample_process(executor, kind, candidate)
+        streamer = Streamer(push, lambda: _signal(pid, signal.SIGINT))
+        streamer.add(("node", node))
         streamer.start()
         try:
-            m = _take_sample(executor, kind, candidate, streamer)
+            m = _follow(conn, streamer)
         finally:
+            conn.close()
             rest = streamer.finish()
+            _signal(pid, signal.SIGKILL)  # gone already, unless this task is being torn down
+            os.waitpid(pid, 0)
         logs = {p.name: p.read_bytes() for p in sorted((here / "logs").glob("*.log"))}
         return {
-            "measurement": m,
+            "measurement": streamer.verdict(m),
             "logs": logs,
             "events": rest,
             "sent": streamer.sent,
@@ -269,6 +266,28 @@ def run_sample(
         }
     finally:
         shutil.rmtree(here, ignore_errors=True)
+
+
+def _follow(conn: Connection, streamer: Streamer) -> Measurement | None:
+    """Relay the sample process's events until it reports its measurement."""
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError):
+            return Measurement(
+                "crash", reason="the sample's process on the node died before it reported"
+            )
+        if kind == "event":
+            streamer.add(payload)
+        elif kind == "error":
+            raise payload
+        else:
+            return payload
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(OSError):  # it has exited (and is not reaped yet: no pid reuse)
+        os.kill(pid, signum)
 
 
 def _study_root(spec: Mapping[str, Any], cached: Path) -> Path:
@@ -283,23 +302,73 @@ def _study_root(spec: Mapping[str, Any], cached: Path) -> Path:
     return driver if driver.is_dir() else cached.parent
 
 
-def _take_sample(
-    executor: Executor, kind: str, candidate: Candidate, streamer: Streamer
-) -> Measurement | None:
+# --- the sample process (a fork of the Ray worker; never returns into Ray's code) ----------
+
+
+class _Forward(Observer):
+    """The sample process's observer: every event to the worker, which streams it."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def phase_started(self, exp_id: int, phase: str, budget: float) -> None:
+        self.conn.send(("event", ("phase", phase, budget)))
+
+    def output_line(self, exp_id: int, line: str) -> None:
+        self.conn.send(("event", ("line", line)))
+
+    def watch(self, point: ProgressPoint) -> None:
+        """The run phase's pruner here: forwards the point; a stop arrives as SIGINT."""
+        self.conn.send(("event", ("point", point)))
+
+
+def _sample_process(
+    executor: Executor, kind: str, candidate: Candidate
+) -> tuple[int, Connection]:
+    """Fork the sample process; the worker's end of its connection, and its pid.
+
+    Forked, not started afresh (a new interpreter importing Ratchet would
+    cost a hundred milliseconds and more per sample). The child touches
+    nothing of Ray's: it runs the executor, sends on its socket, and leaves
+    with ``os._exit``.
+    """
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours.close()
+            code = _in_sample_process(executor, kind, candidate, Connection(theirs.detach()))
+        finally:
+            os._exit(code)
+    theirs.close()
+    return pid, Connection(ours.detach())
+
+
+def _in_sample_process(
+    executor: Executor, kind: str, candidate: Candidate, conn: Connection
+) -> int:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a stop: the runner's Ctrl-C
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # Ray blocks some
+    libc = ctypes.CDLL(None, use_errno=True)
+    with contextlib.suppress(AttributeError):
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the worker's death is ours
+    if os.getppid() == 1:
+        return 1
+    forward = _Forward(conn)
+    executor.observer = forward
     try:
-        streamer.arm(True)
         try:
             if kind == "smoke":
                 m = executor.smoke(candidate)
             elif kind == "confirm":
                 m = executor.confirm(candidate)
             else:
-                m = executor.measure(candidate, watch=streamer.watch)
-        finally:
-            streamer.arm(False)
-    except KeyboardInterrupt:
-        # The stop came outside the runner (between two phases): nothing runs now.
-        if streamer.stop_reason is None:
-            raise
-        return Measurement("pruned", reason=streamer.stop_reason)
-    return streamer.verdict(m) if m is not None else None
+                m = executor.measure(candidate, watch=forward.watch)
+        except KeyboardInterrupt:  # the stop came between two phases: nothing runs now
+            m = Measurement("interrupted", reason="stopped by the driver")
+        conn.send(("done", m))
+    except Exception as exc:  # noqa: BLE001 - raised again in the worker, then the driver
+        conn.send(("error", exc))
+    return 0
