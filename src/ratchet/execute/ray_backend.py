@@ -90,7 +90,7 @@ def connect(ray: Any, target: str) -> None:
         if ray.is_initialized():
             return
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        options: dict[str, Any] = {"log_to_driver": False, "logging_level": "warning"}
+        options: dict[str, Any] = {"log_to_driver": False, "logging_level": "error"}
         if target == "local":
             options["include_dashboard"] = False
         try:
