@@ -69,7 +69,7 @@ _KEEP_SHIPPED = 16  # file sets a driver keeps in the object store (a sample's o
 _CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long to wait for a stopped or killed task to end
 INTERRUPTED = "stopped by Ctrl-C on the driver"
 _connect_lock = threading.Lock()
-_mailbox: Any = None
+_mailbox: tuple[str, Any] | None = None  # (Ray job id, the mailbox actor of that connection)
 
 
 def require_ray(where: str = "[execute] backend = \"ray\"") -> Any:
@@ -106,17 +106,15 @@ def _remote(ray: Any) -> tuple[Any, Any]:
     """The task and the mailbox actor, declared once Ray is importable."""
     global _mailbox
     with _connect_lock:
-        if _mailbox is None:
+        job = ray.get_runtime_context().get_job_id()
+        if _mailbox is None or _mailbox[0] != job:  # one per connection (a test may reconnect)
             node = ray.get_runtime_context().get_node_id()
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             here = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
-            _mailbox = (
-                ray.remote(num_cpus=0, max_restarts=-1)(_Mailbox)
-                .options(scheduling_strategy=here)
-                .remote()
-            )
-    return ray.remote(max_retries=0)(_task), _mailbox
+            actor = ray.remote(num_cpus=0, max_restarts=-1)(_Mailbox)
+            _mailbox = (job, actor.options(scheduling_strategy=here).remote())
+    return ray.remote(max_retries=0)(_task), _mailbox[1]
 
 
 class _Mailbox:
