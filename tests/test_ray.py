@@ -647,3 +647,27 @@ def test_without_an_address_a_local_ray_is_started(tmp_path: Path) -> None:
     status, metric, gcs = done.stdout.split()
     assert (status, metric) == ("ok", "10.0")
     assert gcs.startswith("127.")  # a Ray started by Ratchet stays on loopback
+
+
+def test_an_address_nobody_answers_on_is_one_sentence(tmp_path: Path) -> None:
+    root = _study(tmp_path, TRAIN)
+    toml = root / "ratchet.toml"
+    text = toml.read_text()
+    toml.write_text(text.replace('backend = "ray"', 'backend = "ray"\naddress = "127.0.0.1:1"'))
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ratchet import load_study\n"
+        "from ratchet.errors import ConfigError\n"
+        "from ratchet.execute.factory import make_executor\n"
+        "try:\n"
+        "    make_executor(load_study(Path(sys.argv[1])), pinned={}, observer=None, budget=None)\n"
+        "except ConfigError as error:\n"
+        "    print(error)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [PYTHON, "-c", code, str(root)], capture_output=True, text=True, timeout=60
+    )
+    assert time.monotonic() - started < 30  # Ray alone would retry for minutes
+    assert "cannot reach the Ray cluster at '127.0.0.1:1' (Connection refused)" in done.stdout

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 import threading
 import uuid
@@ -66,6 +67,7 @@ INSTALL_HINT = "pip install 'ratchetlab[ray]'"
 WORKER_LOST = "worker lost"
 _POLL_S = 0.05  # how often the driver drains a running sample's lines
 _KEEP_SHIPPED = 16  # file sets a driver keeps in the object store (a sample's own is in use)
+_REACH_S = 5.0  # how long a cluster's address may take to accept a connection
 _CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long to wait for a stopped or killed task to end
 INTERRUPTED = "stopped by Ctrl-C on the driver"
 _connect_lock = threading.Lock()
@@ -89,6 +91,7 @@ def connect(ray: Any, target: str) -> None:
     with _connect_lock:
         if ray.is_initialized():
             return
+        _check_reachable(target)
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": "error"}
         if target == "local":
@@ -100,6 +103,21 @@ def connect(ray: Any, target: str) -> None:
                 f"cannot connect to the Ray cluster at {target!r}: {exc} — check"
                 " [execute] address (or RAY_ADDRESS) and that the cluster is up"
             ) from None
+
+
+def _check_reachable(target: str, timeout: float = _REACH_S) -> None:
+    """A ``host:port`` nobody answers on is one sentence now: Ray itself would retry for
+    minutes, printing a warning every few seconds."""
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or "://" in target:
+        return  # "local", "auto", a ray:// client address: Ray's own handling
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {target!r} ({exc.strerror or exc}) — start it"
+            " (`ray start --head` there) or fix [execute] address (or RAY_ADDRESS)"
+        ) from None
 
 
 def _remote(ray: Any) -> tuple[Any, Any]:
