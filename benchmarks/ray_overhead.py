@@ -10,7 +10,7 @@ warm-up (Ray starts its worker processes then) and left out. With
 in the object store and write on the node), else the same commit each time.
 
     python benchmarks/ray_overhead.py [--samples 40] [--changing] [--evaluate]
-                                      [--sandbox none|process|bwrap]
+                                      [--sandbox none|process|bwrap] [--sleep S]
 
 ``measure_overhead(...)`` returns the figures, for ``benchmarks/parallel.py``.
 """
@@ -38,7 +38,7 @@ name = "tiny"
 editable = ["value.txt"]
 protected = ["score.py"]
 [run]
-command = "cat value.txt{copy}"
+command = "{sleep}cat value.txt{copy}"
 budget = 10
 grace = 1
 sandbox = "{sandbox}"
@@ -55,13 +55,14 @@ inputs = ["out.txt"]
 WARMUP = 3
 
 
-def _study(directory: Path, evaluate: bool, sandbox: str = "process") -> Path:
+def _study(directory: Path, evaluate: bool, sandbox: str = "process", sleep: float = 0) -> Path:
     directory.mkdir()
     files = {
         "ratchet.toml": TOML.format(
             copy=" > out.txt" if evaluate else "",
             evaluate=EVALUATE if evaluate else "",
             sandbox=sandbox,
+            sleep=f"sleep {sleep:g}; " if sleep else "",
         ),
         "program.md": "x\n",
         "value.txt": "score: 5\n",
@@ -98,7 +99,11 @@ def _timed(executor, root: Path, logs: Path, samples: int, changing: bool) -> li
 
 
 def measure_overhead(
-    samples: int = 40, changing: bool = False, evaluate: bool = False, sandbox: str = "process"
+    samples: int = 40,
+    changing: bool = False,
+    evaluate: bool = False,
+    sandbox: str = "process",
+    sleep: float = 0,
 ) -> dict:
     """Median seconds per sample, local and on Ray, and Ray's difference."""
     import ray
@@ -107,7 +112,7 @@ def measure_overhead(
     from ratchet.execute.ray_backend import RayExecutor
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = _study(Path(tmp) / "study", evaluate, sandbox)
+        root = _study(Path(tmp) / "study", evaluate, sandbox, sleep)
         study = load_study(Path(tmp) / "study")
         pinned = {name: (root / name).read_bytes() for name in study.protected_files()}
         local = _timed(Executor(study, pinned=pinned), root, Path(tmp) / "l", samples, changing)
@@ -139,12 +144,15 @@ def main() -> None:
     parser.add_argument("--changing", action="store_true", help="a new file set every sample")
     parser.add_argument("--evaluate", action="store_true", help="add a sealed evaluate phase")
     parser.add_argument("--sandbox", default="process", choices=["none", "process", "bwrap"])
+    parser.add_argument("--sleep", type=float, default=0, help="the run phase sleeps first")
     args = parser.parse_args()
-    figures = measure_overhead(args.samples, args.changing, args.evaluate, args.sandbox)
+    figures = measure_overhead(
+        args.samples, args.changing, args.evaluate, args.sandbox, args.sleep
+    )
     what = "new candidate each sample" if args.changing else "same candidate"
     print(
         f"{args.samples} samples, {what}, evaluate phase: {'yes' if args.evaluate else 'no'},"
-        f" sandbox {args.sandbox}"
+        f" sandbox {args.sandbox}, run phase sleeps {args.sleep:g} s"
     )
     print(f"local executor: median {figures['local_s'] * 1000:7.1f} ms per sample")
     print(
