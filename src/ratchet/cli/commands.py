@@ -23,6 +23,7 @@ from ..decide.judge import make_judge
 from ..decide.sampling import judged_reference
 from ..errors import ConfigError, RatchetError
 from ..execute.phases import Candidate, Executor
+from ..execute.ray_backend import require_ray
 from ..execute.sandbox import warning
 from ..git.repo import Repo
 from ..models import ROUTINE, Experiment, shown_status
@@ -249,6 +250,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_experiments is not None and args.max_experiments < 0:
         raise ConfigError("--max-experiments must be 0 or more")
     study = load_study(Path(args.dir))
+    if study.execute.backend == "ray":
+        require_ray()  # a missing extra is one sentence now, not an error mid-run
     Repo.discover(study.root).head()
     tag = check_tag(args.tag)
     judge = make_judge(study.decision, study.metric.name)

@@ -29,4 +29,8 @@ def make_executor(
     slot: Slot | None = None,
 ) -> BaseExecutor:
     """An executor for one worker: ``slot`` is its share of the machine (None: all of it)."""
+    if study.execute.backend == "ray":
+        from .ray_backend import RayExecutor
+
+        return RayExecutor(study, pinned=pinned, observer=observer, budget=budget, slot=slot)
     return Executor(study, pinned=pinned, observer=observer, budget=budget, slot=slot)

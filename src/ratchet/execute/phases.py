@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..metrics import MetricParser, ParsedOutput, ProgressPoint
 from ..observer import Observer
@@ -46,7 +46,15 @@ from .runner import RunResult, RunSpec, run_command
 from .sandbox import Limits, Sandbox, check_available, for_phase, limit_hint, resolve
 from .sealed import Reported, Sealed, SealProblem, read_reports, receive, sealed_dir, sealed_env
 
-__all__ = ["REJECT_EXIT", "Candidate", "Measurement", "PhaseOutcome", "Executor", "last_line"]
+__all__ = [
+    "REJECT_EXIT",
+    "Candidate",
+    "Measurement",
+    "PhaseOutcome",
+    "Executor",
+    "last_line",
+    "plain_spec",
+]
 
 REJECT_EXIT = 3
 
@@ -139,6 +147,13 @@ def _within(study: Study, slot: Slot) -> Study:
     return study.model_copy(
         update={"run": study.run.model_copy(update={"max_memory_mb": slot.memory_mb})}
     )
+def plain_spec(study: Study, pinned: Mapping[str, bytes], budget: float) -> dict[str, Any]:
+    """What builds an ``Executor`` elsewhere (a Ray node): plain, picklable data only.
+
+    The study as its validated keys (its directory is the receiver's to set),
+    the pinned protected files as bytes, the run phase's budget.
+    """
+    return {"study": study.model_dump(mode="json"), "pinned": dict(pinned), "budget": budget}
 
 
 class Executor:
@@ -149,6 +164,18 @@ class Executor:
     (``OMP_NUM_THREADS``, ``CUDA_VISIBLE_DEVICES``...) at every sandbox level,
     and its ``memory_mb`` caps ``[run] max_memory_mb``. None: the whole machine.
     """
+
+    @classmethod
+    def from_plain(
+        cls, spec: Mapping[str, Any], *, root: Path, observer: Observer | None = None
+    ) -> Executor:
+        """The executor ``plain_spec`` describes, for a study whose files are under ``root``.
+
+        ``root`` stands for the user's study directory: under ``bwrap`` it is
+        concealed from the candidate, so it must not hold the candidate's checkout.
+        """
+        study = Study.model_validate({**spec["study"], "root": root})
+        return cls(study, pinned=spec["pinned"], observer=observer, budget=spec["budget"])
 
     def __init__(
         self,
