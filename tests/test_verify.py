@@ -146,6 +146,32 @@ def test_a_kept_change_then_its_undo_is_not_a_duplicate(fast_study: Path, write_
     assert [e.status for e in exps] == ["baseline", "keep", "discard"]
 
 
+def test_the_same_program_from_another_parent_is_rejected(fast_study: Path, write_replay) -> None:
+    six = {"description": "six", "edits": {"value.txt": "score: 6\n"}}
+    three = {"description": "three", "edits": {"value.txt": "score: 3\n"}}
+    six_on_three = {"description": "six from three", "edits": {"value.txt": "score: 6\n"}}
+    exps = _run(fast_study, write_replay([six, three, six_on_three]))
+    assert [e.status for e in exps] == ["baseline", "discard", "keep", "rejected"]
+    assert exps[3].meta["patch"] != exps[1].meta["patch"]  # another parent, another patch
+    assert exps[3].reason == f"dedupe: same program as experiment #{exps[1].id} (discard)"
+    assert exps[3].commit is None and exps[3].duration_s == 0
+
+
+def test_a_near_duplicate_of_a_rejected_change_runs(tmp_path: Path, write_replay) -> None:
+    from ratchet.decide.dedupe import SIMILARITY, normalized_patch, similarity
+
+    body = "".join(f"    total_{i} = math.sqrt(total)\n" for i in range(60))
+    broken = f"import math\n\n\ndef solve(:\n    total = 2\n{body}    return total\n"
+    broken += "\n\nprint('score:', solve())\n"
+    fixed = broken.replace("def solve(:", "def solve():")
+    patches = [normalized_patch({"solve.py": SOLVE}, {"solve.py": t}) for t in (broken, fixed)]
+    assert similarity(*patches) >= SIMILARITY  # a near-duplicate by the patch measure
+    exps = _run(_study(tmp_path), write_replay([_solve(broken, "broken"), _solve(fixed, "fixed")]))
+    assert [e.status for e in exps][:2] == ["baseline", "rejected"]
+    assert exps[1].reason.startswith("syntax")
+    assert exps[2].description == "fixed" and exps[2].status == "discard"  # it ran
+
+
 # --- smoke -----------------------------------------------------------------------------
 
 

@@ -16,6 +16,18 @@ budget to learn almost nothing), while the same line with another value
 in a hyperparameter search the value is the whole idea.
 Indentation is kept, because in Python it changes meaning. A patch that is
 empty after normalization (whitespace-only edits) is never a duplicate.
+
+The same program. A proposal's patch depends on its parent, so the same
+program reached from another parent looks like a new change. Each proposal
+therefore also stores the SHA-256 of the editable files it produces
+(``meta["program_sha"]``: the parent's files with the edits applied, byte for
+byte); a proposal whose program was already measured is a duplicate whatever
+its patch.
+
+Only measured experiments count as earlier tries (``RAN``: judged, failed,
+kept): a proposal that was rejected before it ran (a syntax error in another
+part of the change, a lint finding) taught nothing about its idea, so its
+corrected retry must run.
 """
 
 from __future__ import annotations
@@ -27,13 +39,14 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import PurePosixPath
 
-from ..models import NOT_TRIED, Experiment
+from ..models import RAN, Experiment
 
 __all__ = [
     "PATCH_CAP",
     "SIMILARITY",
     "normalized_patch",
     "patch_meta",
+    "program_sha",
     "similarity",
     "find_duplicate",
 ]
@@ -82,11 +95,30 @@ def normalized_patch(files: Mapping[str, str], edits: Mapping[str, str]) -> str:
     return "\n".join(parts)
 
 
-def patch_meta(patch: str) -> dict[str, str]:
-    """What the ledger stores: the patch capped at ``PATCH_CAP``, and the full patch's hash."""
+def program_sha(files: Mapping[str, str], edits: Mapping[str, str]) -> str:
+    """SHA-256 of the editable files a proposal produces: ``files`` with ``edits`` applied.
+
+    Exact bytes, no normalization: only the very same program is the same program.
+    """
+    program = dict(files)
+    for raw, text in edits.items():
+        program[PurePosixPath(raw.replace("\\", "/")).as_posix()] = text
+    digest = hashlib.sha256()
+    for path in sorted(program):
+        for part in (path, program[path]):
+            data = part.encode("utf-8", "surrogateescape")
+            digest.update(b"%d:" % len(data) + data)
+    return digest.hexdigest()
+
+
+def patch_meta(patch: str, program: str | None = None) -> dict[str, str]:
+    """What the ledger stores: the patch capped at ``PATCH_CAP``, the full patch's hash,
+    and the produced program's hash (``program_sha``) when given."""
+    meta = {"program_sha": program} if program else {}
     if not patch:
-        return {}
-    return {"patch": patch[:PATCH_CAP], "patch_sha": hashlib.sha256(patch.encode()).hexdigest()}
+        return meta
+    sha = hashlib.sha256(patch.encode()).hexdigest()
+    return {"patch": patch[:PATCH_CAP], "patch_sha": sha, **meta}
 
 
 def _shape(text: str) -> tuple[frozenset[int], tuple[str, ...]]:
@@ -117,19 +149,30 @@ def similarity(a: str, b: str) -> float:
 
 
 def find_duplicate(
-    patch: str, history: Sequence[Experiment], *, threshold: float = SIMILARITY
+    patch: str,
+    history: Sequence[Experiment],
+    *,
+    threshold: float = SIMILARITY,
+    program: str | None = None,
 ) -> Experiment | None:
-    """The earliest experiment whose stored patch is the same or near-identical change.
+    """The earliest measured experiment with the same program, or the same or a
+    near-identical change.
 
-    Re-measurements, interrupted and running rows are not earlier tries.
+    Only rows that ran count (``RAN``): rejected, re-measurement, interrupted and
+    running rows are not earlier tries. ``program`` is the proposal's
+    ``program_sha``; an empty patch (whitespace-only edits) is never a duplicate.
     """
     if not patch:
         return None
     sha = hashlib.sha256(patch.encode()).hexdigest()
     grams, numbers = _shape(patch[:PATCH_CAP])
     for exp in history:
+        if exp.status not in RAN:
+            continue
+        if program is not None and exp.meta.get("program_sha") == program:
+            return exp
         theirs = exp.meta.get("patch")
-        if exp.status in NOT_TRIED or not isinstance(theirs, str) or not theirs:
+        if not isinstance(theirs, str) or not theirs:
             continue
         if exp.meta.get("patch_sha") == sha:
             return exp

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..constraints import PREFIX, parse_constraints, violation
 from ..decide import sampling as protocol
-from ..decide.dedupe import normalized_patch, patch_meta
+from ..decide.dedupe import normalized_patch, patch_meta, program_sha
 from ..decide.judge import Judge, Verdict, noise
 from ..decide.prune import Pruner
 from ..decide.sampling import Outcome
@@ -301,13 +301,14 @@ def run_proposal(
     """
     ws = bench.ws
     patch = normalized_patch(files, proposal.edits)
-    rejection = verify(proposal, ws.study, files) or dedupe(patch, bench.history)
+    program = program_sha(files, proposal.edits)
+    rejection = verify(proposal, ws.study, files) or dedupe(patch, bench.history, program)
     link = ws.symlinked(proposal) if rejection is None else None
     commit = ws.commit(base, proposal) if rejection is None and not link else None
     if commit:
         ws.check_candidate_pins()
     diff = diff_stats(files, proposal.edits)
-    meta = {**proposal.meta, "diff": diff, **patch_meta(patch)}
+    meta = {**proposal.meta, "diff": diff, **patch_meta(patch, program)}
     trial = Trial.start(
         bench, parent=base, commit=commit, description=proposal.description, proposal=proposal,
         meta=meta, proposed=True, choice=choice,

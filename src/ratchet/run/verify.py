@@ -19,8 +19,8 @@ or None. The first failing stage decides; the loop records the proposal as
   file did not already have count, so a study whose code trips ruff (names
   made by ``exec``, say) is not blocked. Without ruff the stage is skipped and
   the loop says so once per run (``linter()`` is None);
-- dedupe (``dedupe``, needs the history): the same or a near-identical change
-  was already tried (see ``decide.dedupe``).
+- dedupe (``dedupe``, needs the history): the same program, or the same or a
+  near-identical change, was already measured (see ``decide.dedupe``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..decide.dedupe import find_duplicate
+from ..decide.dedupe import PATCH_CAP, find_duplicate
 from ..models import Experiment, Proposal
 from ..proposers.regions import check_edit
 from ..study import Study
@@ -85,12 +85,18 @@ def verify(proposal: Proposal, study: Study, current: Mapping[str, str]) -> Reje
     )
 
 
-def dedupe(patch: str, history: Sequence[Experiment]) -> Rejection | None:
-    """Refuse a change already tried in this study (any tag): it would teach nothing new."""
-    earlier = find_duplicate(patch, history)
+def dedupe(
+    patch: str, history: Sequence[Experiment], program: str | None = None
+) -> Rejection | None:
+    """Refuse a change or a program already measured in this study (any tag): it would
+    teach nothing new. ``program`` is the proposal's ``program_sha``."""
+    earlier = find_duplicate(patch, history, program=program)
     if earlier is None:
         return None
-    return Rejection("dedupe", f"same change as experiment #{earlier.id} ({earlier.status})")
+    other_patch = earlier.meta.get("patch") != patch[:PATCH_CAP]
+    same_program = program is not None and earlier.meta.get("program_sha") == program
+    same = "program" if same_program and other_patch else "change"
+    return Rejection("dedupe", f"same {same} as experiment #{earlier.id} ({earlier.status})")
 
 
 def _policy(proposal: Proposal, study: Study) -> Rejection | None:

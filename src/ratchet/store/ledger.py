@@ -109,6 +109,7 @@ class Ledger:
         self.read_only = read_only
         self._lock = threading.Lock()
         self._finished: dict[int, Experiment] = {}
+        self._tsv_lines: dict[int, str] = {}  # results.tsv line of a finished experiment
         if read_only and not self.path.is_file():
             raise LedgerError(f"there is no ledger at {self.path} yet — run `ratchet run` first")
         try:
@@ -461,12 +462,20 @@ class Ledger:
     def export_tsv(self, path: Path, metric_name: str, tag: str | None = None) -> None:
         """Write autoresearch's results.tsv atomically; a failure never gets a fake score."""
         lines = [f"commit\t{metric_name}\tmemory_gb\tstatus\tdescription"]
-        lines += [_tsv_row(e) for e in self.experiments(tag) if e.status != "running"]
+        lines += [self._tsv_line(e) for e in self.experiments(tag) if e.status != "running"]
         try:
             write_atomically(Path(path), "\n".join(lines) + "\n")
         except OSError as exc:
             fix = " — free some disk space and rerun" if exc.errno == errno.ENOSPC else ""
             raise LedgerError(f"cannot write {path}: {exc.strerror or exc}{fix}") from None
+
+    def _tsv_line(self, exp: Experiment) -> str:
+        """A finished row never changes, so its line is built once: long runs rewrite the
+        file after every experiment without re-rendering the whole history."""
+        line = self._tsv_lines.get(exp.id)
+        if line is None:
+            line = self._tsv_lines[exp.id] = _tsv_row(exp)
+        return line
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:
