@@ -103,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--diff", action="store_true")
     p.add_argument("--log", action="store_true", help="print every phase's captured output")
+    p.add_argument("--tail", type=str, metavar="N", help="with --log: only each log's last N lines")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("replay", help="re-run an experiment's exact code")
@@ -402,6 +403,7 @@ def _spend_cells(e: Experiment) -> tuple[str, str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    lines = _tail_lines(args.tail, args.log)
     study = load_study(Path(args.dir))
     exp = _one(study, args.id)
     out = _out()
@@ -424,8 +426,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.log:
         for path in sorted(Path(exp.log_dir).rglob("*.log")) if exp.log_dir else []:
             out.print(f"--- {path.relative_to(exp.log_dir)}")
-            sys.stdout.write(printable(path.read_text("utf-8", "replace"), keep_lines=True))
+            text = path.read_text("utf-8", "replace")
+            if lines is not None:
+                text = "".join(text.splitlines(keepends=True)[-lines:])
+            sys.stdout.write(printable(text, keep_lines=True))
     return 0
+
+
+def _tail_lines(raw: str | None, log: bool) -> int | None:
+    """``show --tail N``: a positive number of lines, and only with ``--log``."""
+    if raw is None:
+        return None
+    if not log:
+        raise ConfigError(f"--tail goes with --log — run `ratchet show ID --log --tail {raw}`")
+    if not raw.isdigit() or int(raw) == 0:
+        raise ConfigError(f"--tail {raw}: give a positive number of lines, e.g. --tail 50")
+    return int(raw)
 
 
 def _one(study: Study, exp_id: int) -> Experiment:

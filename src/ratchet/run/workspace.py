@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import CleanupError, ConfigError, LedgerError, RatchetError
-from ..execute.phases import Candidate
+from ..execute.phases import Candidate, sample_logs
 from ..git.repo import Repo, Worktree
 from ..models import Experiment, Proposal, incumbent
 from ..observer import Observer
@@ -228,7 +228,7 @@ class Workspace:
 
     def candidate(self, exp_id: int, seed: int) -> Candidate:
         logs = Path(self.log_dir_template.format(id=exp_id))
-        return Candidate(self.study_dir, logs if seed == 0 else logs / f"seed-{seed}", seed)
+        return Candidate(self.study_dir, sample_logs(logs, seed), seed)
 
     def interrupted(self, reason: str) -> None:
         """Mark what was running as interrupted, and give it its ref."""
