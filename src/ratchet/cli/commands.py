@@ -38,6 +38,7 @@ from ..run.workspace import (
     check_tag,
     fresh_worktree,
     lock_holder,
+    results_path,
 )
 from ..safetext import printable
 from ..store import queries
@@ -243,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f" {study.metric.name} {format_metric(summary.baseline)} → {format_metric(summary.best)}"
         f" ({change}); stopped: {printable(summary.stopped)}"
     )
-    out.print(f"results: {study.root / STATE_DIR / 'results.tsv'}   branch: ratchet/{summary.tag}")
+    out.print(f"results: {results_path(study.root, summary.tag)}   branch: ratchet/{summary.tag}")
     return 0
 
 
@@ -296,13 +297,28 @@ def _experiments(study: Study, tag: str | None) -> list[Experiment]:
     return queries.experiments(study.root, check_tag(tag) if tag else None)
 
 
+def _one_tag(study: Study, asked: str | None) -> tuple[str | None, list[Experiment]]:
+    """The tag ``status`` and ``report`` show (``queries.chosen_tag``) and its experiments."""
+    everything = _experiments(study, None)
+    tag = queries.chosen_tag(everything, check_tag(asked) if asked else None, study.root)
+    return tag, [e for e in everything if e.tag == tag]
+
+
+def _tag_line(tag: str | None, asked: str | None) -> str:
+    """Which tag a view shows, and that ``--tag`` chooses another when it was left out."""
+    if tag is None:
+        return "tag none yet: nothing is recorded"
+    return f"tag {tag}" if asked else f"tag {tag} (most recent; --tag to choose)"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
-    experiments = _experiments(study, args.tag)
+    tag, experiments = _one_tag(study, args.tag)
     out = _out()
     figures = queries.overview(experiments)
     counts = figures.counts
     out.print(f"study {study.name} ({study.metric.name}, {study.metric.goal})")
+    out.print(_tag_line(tag, args.tag))
     weaker = warning(study.run.sandbox)
     if weaker:
         out.print(weaker)
@@ -346,7 +362,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
-    experiments = _experiments(study, args.tag)
+    experiments = _experiments(study, None)  # every tag: the table has a tag column
+    if args.tag is not None:
+        tag = queries.chosen_tag(experiments, check_tag(args.tag), study.root)
+        experiments = [e for e in experiments if e.tag == tag]
     if args.json:
         print(json.dumps(queries.rows(experiments), indent=2))
         return 0
@@ -479,16 +498,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..report import write_report
 
     study = load_study(Path(args.dir))
-    experiments = _experiments(study, args.tag)
+    tag, experiments = _one_tag(study, args.tag)
     out_dir = args.out or study.root / STATE_DIR
     png, md = write_report(
         experiments,
         metric_name=study.metric.name,
         goal=study.metric.goal,
         out_dir=out_dir,
-        title=study.name,
+        title=f"{study.name}, tag {tag}" if tag else study.name,
     )
-    _out().print(f"wrote {png}\nwrote {md}")
+    _out().print(f"{_tag_line(tag, args.tag)}\nwrote {png}\nwrote {md}")
     return 0
 
 
