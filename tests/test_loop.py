@@ -71,7 +71,7 @@ def test_keep_discard_and_the_ledger(fast_study: Path, write_replay) -> None:
 
 def test_results_tsv_has_autoresearch_columns(fast_study: Path, write_replay) -> None:
     _run(fast_study, write_replay([_value("3"), _value("nan")]))
-    lines = (fast_study / ".ratchet" / "results.tsv").read_text().splitlines()
+    lines = (fast_study / ".ratchet" / "results-main.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["commit", "score", "memory_gb", "status", "description"]
     rows = [line.split("\t") for line in lines[1:]]
     assert [r[3] for r in rows] == ["baseline", "keep", "crash"]
