@@ -96,6 +96,7 @@ _CHUNK = 64 * 1024
 _TAIL_CHARS = 4000
 _TAIL_BYTES = 4 * _TAIL_CHARS + 16
 _MAX_LINE = 1024 * 1024
+_MAX_BACK = 4_000_000  # the most of a capped log's end held in memory until EOF
 _PROTOCOL_LINE = re.compile(rb"^[^\n:={]*[:={][^\n]*$", re.MULTILINE)
 _KILL_RETRY_S = 0.2
 _MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
@@ -431,10 +432,11 @@ class _Capture:
     """Writes output to the capped log, keeps its tail, and hands lines to ``on_line``.
 
     A log over its cap keeps its head *and* its tail: the first half of the cap
-    is written as it comes, the last half is held in memory (``_back``), and at
-    EOF the file is cut back to the head and ends with a one-line marker
-    ("… N bytes omitted …") and the tail, where a traceback is. Up to the cap
-    the file holds the output as it arrives, so it can be read while it runs.
+    is written as it comes, the last half (at most ``_MAX_BACK``) is held in
+    memory (``_back``), and at EOF the file is cut back to the head and ends
+    with a one-line marker ("… N bytes omitted …") and the tail, where a
+    traceback is. Up to the cap the file holds the output as it arrives, so it
+    can be read while it runs.
     """
 
     def __init__(
@@ -446,7 +448,9 @@ class _Capture:
     ) -> None:
         self.log = log
         self.cap = max(0, cap)
-        self.head = self.cap // 2  # bytes kept from the start of an output over the cap
+        # Bytes kept from the start of an output over the cap: half of it, or all but
+        # _MAX_BACK for a cap so large that half would be a lot of memory to hold.
+        self.head = self.cap - min(self.cap // 2, _MAX_BACK)
         self.on_line = on_line
         self.stop = stop
         self.total = 0
@@ -482,7 +486,8 @@ class _Capture:
         keep = self.cap - self.head
         if keep <= 0:
             return
-        self._back += chunk[max(0, start) :] if start < len(chunk) else b""
+        if start < len(chunk):
+            self._back += chunk[max(0, start) :]
         if len(self._back) > keep:
             del self._back[:-keep]
 
