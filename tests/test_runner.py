@@ -186,6 +186,17 @@ def test_a_capped_log_keeps_its_beginning_and_the_traceback_at_its_end(tmp_path:
     assert tail.startswith(b"step ") and tail.index(b"\n") == len("step 00000000")
 
 
+def test_a_large_cap_keeps_more_of_the_head_and_4_mb_of_the_end(tmp_path: Path) -> None:
+    command = "yes 'line of output' | head -c 15000000; echo 'the last line'"
+    spec = make_spec(tmp_path, command, log_cap_bytes=10_000_000, budget=20.0)
+    result = run_command(spec)
+    log = spec.log_path.read_bytes()
+    head, _, rest = log.partition(b"[ratchet: ")
+    assert result.truncated and len(head) == 6_000_000 and len(log) <= 10_000_200
+    assert 3_999_000 < len(rest.partition(b"]\n")[2]) <= 4_000_000
+    assert log.endswith(b"line of output\nthe last line\n")
+
+
 def test_on_line_can_stop_the_run(tmp_path: Path) -> None:
     command = 'i=0; while true; do echo "line $i"; i=$((i+1)); sleep 0.05; done'
     start = time.monotonic()
