@@ -307,7 +307,7 @@ def _one_tag(study: Study, asked: str | None) -> tuple[str | None, list[Experime
 def _tag_line(tag: str | None, asked: str | None) -> str:
     """Which tag a view shows, and that ``--tag`` chooses another when it was left out."""
     if tag is None:
-        return "tag none yet: nothing is recorded"
+        return "tag none yet (no experiment is recorded)"
     return f"tag {tag}" if asked else f"tag {tag} (most recent; --tag to choose)"
 
 
