@@ -42,7 +42,7 @@ demo: install
 	if [ -f $(DEMO_DIR)/prepare.py ]; then cd $(DEMO_DIR) && $(CURDIR)/$(BIN)/python prepare.py; fi
 	$(BIN)/ratchet run $(DEMO_DIR) --tag demo --max-experiments $(DEMO_EXPERIMENTS)
 	$(BIN)/ratchet report $(DEMO_DIR) --tag demo
-	@echo "results.tsv:  $(DEMO_DIR)/.ratchet/results.tsv"
+	@echo "results:      $(DEMO_DIR)/.ratchet/results-demo.tsv"
 	@echo "progress.png: $(DEMO_DIR)/.ratchet/progress.png"
 	@echo "kept commits: git -C $(DEMO_DIR) log --oneline ratchet/demo"
 	@echo "ratchet on your PATH: source $(BIN)/activate (or uv tool install . / pipx install .)"

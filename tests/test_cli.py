@@ -29,7 +29,7 @@ def test_run_prints_a_summary(fast_study: Path, write_replay) -> None:
     done = ratchet("run", str(fast_study), "--proposer", "replay", "--replay", str(replay))
     assert done.returncode == 0
     assert "score 5 → 3 (-40.00%)" in done.stdout
-    assert "results.tsv" in done.stdout and "ratchet/main" in done.stdout
+    assert "results-main.tsv" in done.stdout and "ratchet/main" in done.stdout
     assert "#2" in done.stdout and "keep" in done.stdout
     assert "tag main: 1 experiment this run, 1 kept in all;" in done.stdout
 

@@ -126,7 +126,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     assert len({r["id"] for r in rows}) == 4
     assert git(root, "rev-parse", "ratchet/main") == rows[3]["commit"]
     assert git(root, "rev-parse", "HEAD") == head and git(root, "status", "--porcelain") == ""
-    tsv = (root / ".ratchet" / "results.tsv").read_text().splitlines()
+    tsv = (root / ".ratchet" / "results-main.tsv").read_text().splitlines()
     assert [line.split("\t")[3] for line in tsv[1:]] == ["baseline", "keep", "interrupted", "keep"]
 
 

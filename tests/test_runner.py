@@ -157,11 +157,44 @@ def test_output_flood_is_capped_and_the_run_goes_on(tmp_path: Path) -> None:
     log = spec.log_path.read_bytes()
     assert result.returncode == 0 and result.truncated
     assert result.log_bytes == 30_000_000 + len("score: 1\n")
-    assert cap < len(log) < cap + 200 and log[:cap].count(b"\n") == cap // 1000
-    assert b"truncated" in log.splitlines()[-1]
+    assert cap - 1000 < len(log) < cap + 200
+    head, marker, tail = log.partition(b"[ratchet: ")
+    assert len(head) == cap // 2 and head.count(b"\n") == cap // 2 // 1000
+    assert b"bytes omitted" in marker + tail and tail.endswith(b"0\nscore: 1\n")
     # Past the cap only lines that can carry the metric protocol reach on_line.
     assert cap // 1000 <= count < 2000 and last == "score: 1"
     assert result.tail.endswith("score: 1\n") and len(result.tail) == 4000
+
+
+def test_a_capped_log_keeps_its_beginning_and_the_traceback_at_its_end(tmp_path: Path) -> None:
+    program = tmp_path / "flood.py"
+    program.write_text(
+        "import sys\nprint('starting up')\nfor i in range(200_000): print(f'step {i:08d}')\n"
+        "raise RuntimeError('the end of the run')\n"
+    )
+    spec = make_spec(tmp_path, f"{sys.executable} flood.py", log_cap_bytes=100_000)
+    result = run_command(spec)
+    log = spec.log_path.read_bytes()
+    assert result.returncode == 1 and result.truncated and result.log_bytes > 2_500_000
+    assert len(log) <= 100_200 and log.startswith(b"starting up\nstep 00000000\n")
+    head, marker, tail = log.partition(b"\n[ratchet: ")  # the head ends mid-line: a newline
+    marker, _, tail = (marker + tail).partition(b"]\n")
+    omitted = result.log_bytes - len(head) - len(tail)
+    assert len(head) == 50_000 and f"… {omitted} bytes omitted …".encode() in marker
+    assert b"Traceback (most recent call last)" in tail
+    assert tail.endswith(b"RuntimeError: the end of the run\n")
+    assert tail.startswith(b"step ") and tail.index(b"\n") == len("step 00000000")
+
+
+def test_a_large_cap_keeps_more_of_the_head_and_4_mb_of_the_end(tmp_path: Path) -> None:
+    command = "yes 'line of output' | head -c 15000000; echo 'the last line'"
+    spec = make_spec(tmp_path, command, log_cap_bytes=10_000_000, budget=20.0)
+    result = run_command(spec)
+    log = spec.log_path.read_bytes()
+    head, _, rest = log.partition(b"[ratchet: ")
+    assert result.truncated and len(head) == 6_000_000 and len(log) <= 10_000_200
+    assert 3_999_000 < len(rest.partition(b"]\n")[2]) <= 4_000_000
+    assert log.endswith(b"line of output\nthe last line\n")
 
 
 def test_on_line_can_stop_the_run(tmp_path: Path) -> None:

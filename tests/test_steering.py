@@ -150,7 +150,7 @@ def test_a_budget_change_and_a_budget_override_are_both_refused_naming_the_key(
     changed = _measure(root)
     assert changed.returncode == 2
     assert "[run] budget changed from 10 to 20, which changes what is measured" in changed.stderr
-    assert "start a new tag with --tag NAME" in changed.stderr
+    assert "start a new tag with --tag main-2" in changed.stderr
     toml.write_text(FAST_TOML.replace('rule = "strict"', 'rule = "strict"\nmin_delta = 0.5'))
     git(root, "commit", "-qam", "back to 10 s; a decision setting changes")
     override = _measure(root, "--budget", "30")

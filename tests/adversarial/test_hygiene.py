@@ -131,7 +131,7 @@ def test_control_characters_never_reach_the_console(attacked: Hostile) -> None:
 
 
 def test_results_tsv_has_one_clean_row_per_experiment(attacked: Hostile) -> None:
-    lines = (attacked.root / ".ratchet" / "results.tsv").read_text().splitlines()
+    lines = (attacked.root / ".ratchet" / "results-main.tsv").read_text().splitlines()
     assert len(lines) == 1 + len(attacked.rows)
     assert all(len(line.split("\t")) == 5 for line in lines), lines
     assert not any(c in "".join(lines) for c in "\x1b\x07")

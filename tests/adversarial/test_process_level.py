@@ -189,8 +189,9 @@ def test_200_mb_of_output_is_capped(attacked: Hostile) -> None:
     row = attacked.row("200 MB of output")
     assert (row["status"], row["metric"]) == ("discard", 5.0)
     log = attacked.root / ".ratchet" / "logs" / str(row["id"]) / "run.log"
-    assert 1_000_000 <= log.stat().st_size < 1_001_000
-    assert log.read_bytes().endswith(b"[ratchet: output truncated at 1000000 of 209715209 bytes]\n")
+    assert 400_000 <= log.stat().st_size <= 1_000_000  # the experiment's cap, for all its logs
+    assert b"bytes omitted" in log.read_bytes() and b"209715209 bytes" in log.read_bytes()
+    assert log.read_bytes().endswith(b"x" * 1018 + b"\nscore: 5\n")
 
 
 def test_ignoring_sigterm_is_killed_at_budget_plus_grace(stubborn: Hostile) -> None:

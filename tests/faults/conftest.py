@@ -144,7 +144,7 @@ def wait_no_processes(*needles: str, timeout: float = 15) -> list[int]:
 
 
 def read_tsv(root: Path) -> list[dict]:
-    with (root / ".ratchet" / "results.tsv").open(newline="") as handle:
+    with (root / ".ratchet" / "results-main.tsv").open(newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
     assert all(None not in row and None not in row.values() for row in rows), rows
     return rows

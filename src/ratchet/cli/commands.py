@@ -35,6 +35,7 @@ from ..run.workspace import (
     check_tag,
     fresh_worktree,
     lock_holder,
+    results_path,
 )
 from ..safetext import counted, printable
 from ..store import queries
@@ -101,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("dir", nargs="?", default=".")
     p.add_argument("--diff", action="store_true")
     p.add_argument("--log", action="store_true", help="print every phase's captured output")
+    p.add_argument("--tail", type=str, metavar="N", help="with --log: only each log's last N lines")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("replay", help="re-run an experiment's exact code")
@@ -274,7 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f" {study.metric.name} {format_metric(summary.baseline)} → {format_metric(summary.best)}"
         f" ({change}); stopped: {printable(summary.stopped)}"
     )
-    out.print(f"results: {study.root / STATE_DIR / 'results.tsv'}   branch: ratchet/{summary.tag}")
+    out.print(f"results: {results_path(study.root, summary.tag)}   branch: ratchet/{summary.tag}")
     return 0
 
 
@@ -327,13 +329,28 @@ def _experiments(study: Study, tag: str | None) -> list[Experiment]:
     return queries.experiments(study.root, check_tag(tag) if tag else None)
 
 
+def _one_tag(study: Study, asked: str | None) -> tuple[str | None, list[Experiment]]:
+    """The tag ``status`` and ``report`` show (``queries.chosen_tag``) and its experiments."""
+    everything = _experiments(study, None)
+    tag = queries.chosen_tag(everything, check_tag(asked) if asked else None, study.root)
+    return tag, [e for e in everything if e.tag == tag]
+
+
+def _tag_line(tag: str | None, asked: str | None) -> str:
+    """Which tag a view shows, and that ``--tag`` chooses another when it was left out."""
+    if tag is None:
+        return "tag none yet (no experiment is recorded)"
+    return f"tag {tag}" if asked else f"tag {tag} (most recent; --tag to choose)"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
-    experiments = _experiments(study, args.tag)
+    tag, experiments = _one_tag(study, args.tag)
     out = _out()
     figures = queries.overview(experiments)
     counts = figures.counts
     out.print(f"study {study.name} ({study.metric.name}, {study.metric.goal})")
+    out.print(_tag_line(tag, args.tag))
     weaker = warning(study.run.sandbox)
     if weaker:
         out.print(weaker)
@@ -379,7 +396,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     study = load_study(Path(args.dir))
-    experiments = _experiments(study, args.tag)
+    experiments = _experiments(study, None)  # every tag: the table has a tag column
+    if args.tag is not None:
+        tag = queries.chosen_tag(experiments, check_tag(args.tag), study.root)
+        experiments = [e for e in experiments if e.tag == tag]
     if args.json:
         print(json.dumps(queries.rows(experiments), indent=2))
         return 0
@@ -436,6 +456,7 @@ def _spend_cells(e: Experiment) -> tuple[str, str]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    lines = _tail_lines(args.tail, args.log)
     study = load_study(Path(args.dir))
     exp = _one(study, args.id)
     out = _out()
@@ -458,8 +479,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.log:
         for path in sorted(Path(exp.log_dir).rglob("*.log")) if exp.log_dir else []:
             out.print(f"--- {path.relative_to(exp.log_dir)}")
-            sys.stdout.write(printable(path.read_text("utf-8", "replace"), keep_lines=True))
+            text = path.read_text("utf-8", "replace")
+            if lines is not None:
+                text = "".join(text.splitlines(keepends=True)[-lines:])
+            sys.stdout.write(printable(text, keep_lines=True))
     return 0
+
+
+def _tail_lines(raw: str | None, log: bool) -> int | None:
+    """``show --tail N``: a positive number of lines, and only with ``--log``."""
+    if raw is None:
+        return None
+    if not log:
+        raise ConfigError(f"--tail goes with --log — run `ratchet show ID --log --tail {raw}`")
+    if not raw.isdigit() or int(raw) == 0:
+        raise ConfigError(f"--tail {raw}: give a positive number of lines, e.g. --tail 50")
+    return int(raw)
 
 
 def _one(study: Study, exp_id: int) -> Experiment:
@@ -497,7 +532,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..report import write_report
 
     study = load_study(Path(args.dir))
-    experiments = _experiments(study, args.tag)
+    tag, experiments = _one_tag(study, args.tag)
     out_dir = args.out or study.root / STATE_DIR
     with _user_dir(out_dir, "ratchet report --out"):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -506,9 +541,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         metric_name=study.metric.name,
         goal=study.metric.goal,
         out_dir=out_dir,
-        title=study.name,
+        title=f"{study.name}, tag {tag}" if tag else study.name,
     )
-    _out().print(f"wrote {png}\nwrote {md}")
+    _out().print(f"{_tag_line(tag, args.tag)}\nwrote {png}\nwrote {md}")
     return 0
 
 

@@ -53,7 +53,9 @@ __all__ = [
     "PhaseOutcome",
     "Executor",
     "last_line",
+    "log_share",
     "plain_spec",
+    "sample_logs",
 ]
 
 REJECT_EXIT = 3
@@ -64,13 +66,43 @@ Outcome = Literal["ok", "crash", "timeout", "pruned", "interrupted", "rejected"]
 @dataclass(frozen=True)
 class Candidate:
     """One sample to take: the candidate's commit and experiment, where its files are
-    checked out (for this local executor) and where its logs go."""
+    checked out (for this local executor) and where its logs go (``sample_logs``)."""
 
     study_dir: Path
     log_dir: Path
     seed: int = 0
     commit: str = ""
     exp_id: int = 0
+
+    @property
+    def experiment_logs(self) -> Path:
+        """The directory of the whole experiment's logs, every sample's (``sample_logs``)."""
+        return self.log_dir.parent if self.seed else self.log_dir
+
+
+def sample_logs(experiment_logs: Path, seed: int) -> Path:
+    """Where one sample's logs go: the experiment's log directory for the first sample
+    (seed 0), ``seed-N/`` under it for the others, so ``[run] log_cap_mb`` is one
+    directory's size."""
+    return experiment_logs if seed == 0 else experiment_logs / f"seed-{seed}"
+
+
+def log_share(cap: int, used: int) -> int:
+    """The cap of the next log of an experiment that may write ``cap`` bytes of logs in all
+    and has written ``used`` (pure): half of what is left.
+
+    Halving leaves room for every later sample and phase, however many the
+    judge takes (their number is not known in advance), so the last sample's
+    traceback is still kept; a log over its share keeps its head and tail (runner).
+    """
+    return max(0, cap - used) // 2
+
+
+def _bytes_in(directory: Path, but: Path) -> int:
+    """The size of the files under ``directory`` other than ``but`` (about to be replaced)."""
+    if not directory.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file() and p != but)
 
 
 @dataclass(frozen=True)
@@ -276,6 +308,8 @@ class Executor:
             return watch(point) if (point is not None and watch is not None) else None
 
         observer.phase_started(candidate.exp_id, name, budget)
+        log = candidate.log_dir / f"{name}.log"
+        cap = int(self.study.run.log_cap_mb * 1_000_000)  # for all of the experiment's logs
         env = experiment_env(
             self.environ,
             allow=self.study.run.env_allow,
@@ -290,8 +324,8 @@ class Executor:
             env=sealed_env(env, sealed) if sealed else env,
             budget=budget,
             grace=self._grace(name),
-            log_path=candidate.log_dir / f"{name}.log",
-            log_cap_bytes=int(self.study.run.log_cap_mb * 1_000_000),
+            log_path=log,
+            log_cap_bytes=log_share(cap, _bytes_in(candidate.experiment_logs, but=log)),
             sandbox=self._sandbox(name, candidate, sealed),
             pass_fds=(sealed.report_w,) if sealed else (),
             cpus=self.slot.cpus,
@@ -376,8 +410,8 @@ class Executor:
                 phases=phases,
             )
         capped = [
-            f"{p.name} log capped at {self.study.run.log_cap_mb:g} MB"
-            f" ({p.result.log_bytes} bytes produced)"
+            f"{p.name} log cut to its first and last part ({p.result.log_bytes} bytes produced;"
+            f" [run] log_cap_mb = {self.study.run.log_cap_mb:g} for the experiment's logs)"
             for p in phases
             if p.result.truncated
         ]

@@ -96,6 +96,7 @@ _CHUNK = 64 * 1024
 _TAIL_CHARS = 4000
 _TAIL_BYTES = 4 * _TAIL_CHARS + 16
 _MAX_LINE = 1024 * 1024
+_MAX_BACK = 4_000_000  # the most of a capped log's end held in memory until EOF
 _PROTOCOL_LINE = re.compile(rb"^[^\n:={]*[:={][^\n]*$", re.MULTILINE)
 _KILL_RETRY_S = 0.2
 _MAX_WAIT_S = 86_400.0  # poll() takes int milliseconds; an infinite budget waits in days
@@ -430,7 +431,15 @@ def _contained(spec: RunSpec) -> bool:
 
 
 class _Capture:
-    """Writes output to the capped log, keeps its tail, and hands lines to ``on_line``."""
+    """Writes output to the capped log, keeps its tail, and hands lines to ``on_line``.
+
+    A log over its cap keeps its head *and* its tail: the first half of the cap
+    is written as it comes, the last half (at most ``_MAX_BACK``) is held in
+    memory (``_back``), and at EOF the file is cut back to the head and ends
+    with a one-line marker ("… N bytes omitted …") and the tail, where a
+    traceback is. Up to the cap the file holds the output as it arrives, so it
+    can be read while it runs.
+    """
 
     def __init__(
         self,
@@ -440,33 +449,49 @@ class _Capture:
         stop: Callable[[], None],
     ) -> None:
         self.log = log
-        self.cap = cap
+        self.cap = max(0, cap)
+        # Bytes kept from the start of an output over the cap: half of it, or all but
+        # _MAX_BACK for a cap so large that half would be a lot of memory to hold.
+        self.head = self.cap - min(self.cap // 2, _MAX_BACK)
         self.on_line = on_line
         self.stop = stop
         self.total = 0
         self.stop_reason: str | None = None
         self._pending = b""
         self._tail = bytearray()
-        self._last_written = b"\n"
+        self._back = bytearray()  # the output past the head: its last cap - head bytes
+        self._head_end = b"\n"  # the head's last byte
         self.write_error: OSError | None = None
 
     def feed(self, chunk: bytes) -> None:
         """Take one chunk of output as read from the pipe."""
         room = self.cap - self.total
         if room > 0 and self.write_error is None:
-            written = chunk[:room]
             try:
-                self.log.write(written)
+                self.log.write(chunk[:room])
             except OSError as exc:  # a full disk: stop the run, Ratchet cannot record it
                 self.write_error = exc
                 self.stop()
-            self._last_written = written[-1:]
+        self._keep_back(chunk)
         self.total += len(chunk)
         self._tail += chunk
         if len(self._tail) > _TAIL_BYTES:
             del self._tail[:-_TAIL_BYTES]
         if self.on_line is not None:
             self._split(chunk)
+
+    def _keep_back(self, chunk: bytes) -> None:
+        """Remember the head's last byte and the last ``cap - head`` bytes past the head."""
+        start = self.head - self.total  # where the head ends within this chunk
+        if 0 < start <= len(chunk):
+            self._head_end = chunk[start - 1 : start]
+        keep = self.cap - self.head
+        if keep <= 0:
+            return
+        if start < len(chunk):
+            self._back += chunk[max(0, start) :]
+        if len(self._back) > keep:
+            del self._back[:-keep]
 
     def _split(self, chunk: bytes) -> None:
         """Emit each complete line; an endless line (progress bars) is emitted at 1 MiB.
@@ -507,12 +532,30 @@ class _Capture:
         if pending and self.on_line is not None:
             self._emit(pending)
         if self.total > self.cap and self.write_error is None:
-            newline = b"" if self._last_written == b"\n" else b"\n"
-            marker = f"[ratchet: output truncated at {self.cap} of {self.total} bytes]\n"
             try:
-                self.log.write(newline + marker.encode())
+                self._cut_middle()
             except OSError as exc:
                 self.write_error = exc
+
+    def _cut_middle(self) -> None:
+        """Cut the log back to its head and append the marker line and the tail.
+
+        The tail starts at a line boundary when it holds one, so it does not
+        begin with half a line.
+        """
+        back = bytes(self._back)
+        cut = back.find(b"\n") + 1
+        if 0 < cut < len(back):
+            back = back[cut:]
+        omitted = self.total - self.head - len(back)
+        newline = b"" if self._head_end == b"\n" or not self.head else b"\n"
+        marker = (
+            f"[ratchet: … {omitted} bytes omitted … (output was {self.total} bytes, over the"
+            f" {self.cap}-byte log cap: its first {self.head} and last {len(back)} are kept)]\n"
+        )
+        self.log.truncate(self.head)
+        self.log.seek(self.head)
+        self.log.write(newline + marker.encode() + back)
 
     def tail(self) -> str:
         """The last characters of output; a character cut at the start decodes as U+FFFD."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import CleanupError, ConfigError, LedgerError, RatchetError
-from ..execute.phases import Candidate
+from ..execute.phases import Candidate, sample_logs
 from ..git.repo import Repo, Worktree
 from ..models import Experiment, Proposal, incumbent
 from ..observer import Observer
@@ -52,6 +52,8 @@ __all__ = [
     "open_ledger",
     "measured_config",
     "pin_changes",
+    "results_path",
+    "free_tag",
 ]
 
 STATE_DIR = ".ratchet"
@@ -228,7 +230,7 @@ class Workspace:
 
     def candidate(self, exp_id: int, seed: int) -> Candidate:
         logs = Path(self.log_dir_template.format(id=exp_id))
-        return Candidate(self.study_dir, logs if seed == 0 else logs / f"seed-{seed}", seed)
+        return Candidate(self.study_dir, sample_logs(logs, seed), seed)
 
     def interrupted(self, reason: str) -> None:
         """Mark what was running as interrupted, and give it its ref."""
@@ -253,7 +255,7 @@ class Workspace:
             self.repo.update_refs(updates)
 
     def export(self) -> Path:
-        path = self.state_dir / "results.tsv"
+        path = results_path(self.study.root, self.tag)
         self.ledger.export_tsv(path, self.study.metric.name, self.tag)
         return path
 
@@ -282,7 +284,8 @@ class Workspace:
             if changes:
                 raise ConfigError(
                     f"{changes[0]}, which changes what is measured on tag {self.tag!r}"
-                    " — start a new tag with --tag NAME (or restore it to resume this tag)"
+                    f" — start a new tag with --tag {free_tag(self.tag, self.ledger.tags())}"
+                    " (or restore it to resume this tag)"
                 )
         self._check_user_copies(pinned)
         legacy = before is not None and not any(k.startswith("[") for k in before)
@@ -323,6 +326,25 @@ class Workspace:
                     f"{mine} differs from the committed version ratchet would run"
                     f" — commit it (git commit -am ...) or restore it, then rerun"
                 )
+
+
+def results_path(study_root: Path, tag: str) -> Path:
+    """A tag's results.tsv: one file per tag (``.ratchet/results-<tag>.tsv``), so a run of
+    one tag never overwrites another's rows."""
+    return Path(study_root) / STATE_DIR / f"results-{tag}.tsv"
+
+
+def free_tag(tag: str, taken: list[str]) -> str:
+    """The tag to suggest when ``tag`` can no longer be resumed (pure): ``main`` → ``main-2``,
+    ``main-2`` → ``main-3``, past every tag in ``taken``, and still a valid tag."""
+    match = re.fullmatch(r"(.+)-(\d+)", tag)
+    base, number = (match.group(1), int(match.group(2))) if match else (tag, 1)
+    while True:
+        number += 1
+        suffix = f"-{number}"
+        name = base[: 64 - len(suffix)] + suffix
+        if name not in taken:
+            return name
 
 
 def measured_config(study: Study, budget: float | None = None) -> dict[str, str]:

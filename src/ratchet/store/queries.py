@@ -3,6 +3,7 @@
 Every reader opens the ledger read-only (``open_read``), so looking never
 changes what is looked at, and a figure means the same wherever it is shown:
 
+- ``chosen_tag``: the tag a view shows when ``--tag`` is left out (the most recent);
 - ``rows`` / ``row``: one JSON-able dict per experiment, the objects of
   ``ratchet log --json`` (oldest first; ``metric`` is None where none was measured);
 - ``overview``: the figures of ``ratchet status`` for a list of experiments
@@ -35,6 +36,7 @@ __all__ = [
     "Overview",
     "open_read",
     "experiments",
+    "chosen_tag",
     "row",
     "rows",
     "overview",
@@ -65,6 +67,21 @@ def experiments(study_root: Path, tag: str | None = None) -> list[Experiment]:
         return ledger.experiments(tag)
     finally:
         ledger.close()
+
+
+def chosen_tag(exps: list[Experiment], asked: str | None, where: Path) -> str | None:
+    """The tag a view shows: ``asked``, else the most recent (the newest experiment's); None
+    when nothing is recorded. A tag with no experiment is a ``ConfigError`` naming the known
+    ones, never an empty view that reads as "nothing happened"."""
+    known = list(dict.fromkeys(e.tag for e in exps))
+    if asked is None:
+        return exps[-1].tag if exps else None
+    if asked not in known:
+        names = ", ".join(known) or "none yet"
+        raise ConfigError(
+            f"no tag {asked!r} in {where} — known tags: {names} (pass one with --tag)"
+        )
+    return asked
 
 
 def row(e: Experiment) -> dict[str, Any]:
