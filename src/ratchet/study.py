@@ -34,6 +34,7 @@ __all__ = [
     "ConfirmSpec",
     "ProposerSpec",
     "SearchSpec",
+    "ExecuteSpec",
     "SpaceParam",
     "load_study",
     "matches",
@@ -223,6 +224,26 @@ class SearchSpec(_Section):
     space: dict[str, SpaceParam] = {}
 
 
+class ExecuteSpec(_Section):
+    """Where and how many experiments run at once (``[execute]``).
+
+    ``workers``: experiments in flight from one ``ratchet run`` (``--workers``
+    overrides it); ``"auto"`` asks ``execute.resources.plan_slots`` for as many
+    as the machine's resources allow.
+    """
+
+    workers: int | Literal["auto"] = Field(default=1)
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = None
+
+    @field_validator("workers")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError('must be 1 or more, or "auto"')
+        return value
+
+
 class ProposerSpec(_Section):
     kind: Literal["mutate", "sweep", "llm", "agent", "replay"] = "mutate"
     replay: str | None = None
@@ -260,6 +281,7 @@ class _StudyFile(_Section):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec = ProposerSpec()
     search: SearchSpec = SearchSpec()
+    execute: ExecuteSpec = ExecuteSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -302,6 +324,7 @@ class Study(BaseModel):
     confirm: ConfirmSpec | None = None
     proposer: ProposerSpec
     search: SearchSpec = SearchSpec()
+    execute: ExecuteSpec = ExecuteSpec()
 
     @property
     def config_path(self) -> Path:
@@ -429,6 +452,7 @@ def load_study(directory: Path) -> Study:
         confirm=parsed.confirm,
         proposer=parsed.proposer,
         search=parsed.search,
+        execute=parsed.execute,
     )
     _check_phases(path, study)
     _check_files(path, study)
@@ -513,6 +537,7 @@ _SECTIONS = (
     "confirm",
     "proposer",
     "search",
+    "execute",
 )
 _EXAMPLES = {
     "study": 'name = "mystudy"',

@@ -76,7 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--model", help="model name for the llm proposer")
     p.add_argument("--max-experiments", type=int, help="stop after N experiments (0: baseline)")
     p.add_argument("--hours", type=float, help="stop starting experiments after H hours")
-    p.add_argument("--workers", type=int, default=1, help="parallel experiments (1 for now)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        help='experiments in flight at once, or "auto" (default: [execute] workers)',
+    )
     p.add_argument("--budget", type=float, help="override [run] budget (seconds)")
     p.set_defaults(func=cmd_run)
 
@@ -213,9 +217,18 @@ def _template_files(root: Path) -> list[str]:
 # --- run ------------------------------------------------------------------------------
 
 
+def _workers(text: str) -> int | str:
+    """``--workers``: a whole number from 1, or "auto"."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a number of workers — use 1 or more, or "auto"'
+        )
+    return int(text)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.workers != 1:
-        raise ConfigError("--workers: parallel experiments are not available yet — use 1")
     if args.budget is not None and args.budget <= 0:
         raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")
     if args.max_experiments is not None and args.max_experiments < 0:
@@ -226,7 +239,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     judge = make_judge(study.decision)
     proposer = make_proposer(study, args.proposer, args.replay, model=args.model)
     options = RunOptions(
-        tag=tag, max_experiments=args.max_experiments, hours=args.hours, budget=args.budget
+        tag=tag,
+        max_experiments=args.max_experiments,
+        hours=args.hours,
+        budget=args.budget,
+        workers=args.workers,
     )
     history = _history(study, tag)
     _stop_on_signals()
