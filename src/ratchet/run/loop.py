@@ -55,7 +55,14 @@ from ..store.journal import render_journal
 from ..study import Study
 from . import control
 from .crew import Crew, Worker
-from .trial import BaselineFailed, Bench, baseline, run_proposal, unproposed
+from .trial import (
+    BaselineFailed,
+    Bench,
+    baseline,
+    measure_proposal,
+    start_proposal,
+    unproposed,
+)
 from .verify import linter
 from .workspace import Workspace
 
@@ -276,8 +283,10 @@ def _experiment(
 ) -> Experiment | None:
     """Choose and propose (on the driver), then hand the trial to ``worker``.
 
-    Returns the row of a proposal that failed (recorded here), else None: the
-    trial is the worker's (verify, commit, measure, judge, record). The
+    Returns the row of a proposal that failed or was rejected (recorded here),
+    else None. The driver verifies, commits and writes the ``running`` row (so
+    the next proposal sees this one in the history); the worker measures,
+    judges and records the outcome. The
     policy's random stream is seeded by the study, the tag and the number of
     experiments so far, so a resumed run draws what an uninterrupted one would.
     """
@@ -285,7 +294,7 @@ def _experiment(
     rng = random.Random(f"{bench.study.name}/{bench.ws.tag}/{len(mine)}")
     choice = policy.choose(mine, rng, busy=crew.busy())
     assert choice is not None and choice.parent.commit is not None  # a baseline exists
-    parent, mine_bench = choice.parent, worker.bench
+    parent, mine_bench, started_on = choice.parent, worker.bench, incumbent(mine)
     files = mine_bench.ws.checkout(parent.commit)
     context = _context(mine_bench, choice, files)
     try:
@@ -297,10 +306,12 @@ def _experiment(
         mine_bench.proposer = _who(proposer)
         return unproposed(mine_bench, parent, exc, choice)
     mine_bench.proposer = _who(proposer)
-    base = parent.commit
+    started = start_proposal(mine_bench, parent.commit, files, proposal, choice, started_on)
+    if isinstance(started, Experiment):  # rejected before it ran
+        return started
 
     def job(b: Bench) -> Experiment:
-        return run_proposal(b, choice.incumbent, base, files, proposal, choice)
+        return measure_proposal(started, choice.incumbent, proposal, choice)
 
     crew.start(worker, job, choice)
     return None

@@ -85,6 +85,8 @@ __all__ = [
     "baseline",
     "remeasure_incumbent",
     "run_proposal",
+    "start_proposal",
+    "measure_proposal",
     "unproposed",
 ]
 
@@ -203,6 +205,8 @@ class Trial:
         self.id = exp_id
         self.commit = commit
         self.island: int | None = None  # whose island branch a keep also moves
+        self.diff: dict[str, int] = {}  # lines added and removed, files changed
+        self.started_on: Experiment | None = None  # the tag's incumbent when it was chosen
 
     @classmethod
     def start(
@@ -314,7 +318,9 @@ class Trial:
         ws.record_refs(self.id, self.commit, kept=outcome.status == "keep", island=self.island)
         ws.export()
         exp = ws.ledger.get(self.id)
-        insort(bench.history, exp, key=lambda e: e.id)  # a top-up finishes before its candidate
+        # a top-up finishes before its candidate; a row read while running is replaced
+        bench.history[:] = [e for e in bench.history if e.id != exp.id]
+        insort(bench.history, exp, key=lambda e: e.id)
         write_journal(
             ws.state_dir / "journal.md",
             bench.history,
@@ -406,9 +412,31 @@ def run_proposal(
     ``ratchet run`` builds on the node its policy chose (``base`` is that node's
     commit, ``parent`` the policy's incumbent to beat, ``choice`` the lineage
     recorded); ``ratchet try`` builds on the user's HEAD and judges against the
-    tag's incumbent.
+    tag's incumbent. With several workers the loop calls the two halves itself:
+    ``start_proposal`` on its own thread, ``measure_proposal`` on the worker's.
+    """
+    started = start_proposal(bench, base, files, proposal, choice)
+    if isinstance(started, Experiment):
+        return started
+    return measure_proposal(started, parent, proposal, choice)
+
+
+def start_proposal(
+    bench: Bench,
+    base: str,
+    files: dict[str, str],
+    proposal: Proposal,
+    choice: Choice | None = None,
+    started_on: Experiment | None = None,
+) -> Trial | Experiment:
+    """Verify, dedupe, commit and write the ``running`` row: the started ``Trial``, or the
+    finished row of a proposal rejected before it ran (it costs no budget).
+
+    ``started_on``: the tag's incumbent when the parent was chosen (default: now),
+    what the concurrent keep rule compares with when the candidate is judged.
     """
     ws = bench.ws
+    started_on = started_on or incumbent(bench.mine())
     patch = normalized_patch(files, proposal.edits)
     rejection = verify(proposal, ws.study, files) or dedupe(patch, bench.history)
     link = ws.symlinked(proposal) if rejection is None else None
@@ -421,10 +449,18 @@ def run_proposal(
         bench, parent=base, commit=commit, description=proposal.description, proposal=proposal,
         meta=meta, proposed=True, choice=choice,
     )  # fmt: skip
+    trial.diff, trial.started_on = diff, started_on
     if rejection or link:
         reason = f"{rejection.stage}: {rejection.reason}" if rejection else f"{link} is a symlink"
         return trial.finish(Outcome("rejected", None, reason))
-    return _try(trial, parent, base, diff, proposal, choice)
+    return trial
+
+
+def measure_proposal(
+    trial: Trial, parent: Experiment, proposal: Proposal, choice: Choice | None = None
+) -> Experiment:
+    """Smoke, measure and judge a started proposal against ``parent``; finish its row."""
+    return _try(trial, parent, trial.commit or "", trial.diff, proposal, choice)
 
 
 def _try(
@@ -437,7 +473,6 @@ def _try(
 ) -> Experiment:
     """Smoke, measure and judge a started trial; a keep whose incumbent moved is rebased."""
     bench = trial.bench
-    started_on = incumbent(bench.mine())
     bench.observer.experiment_started(trial.id, proposal.description)
     with bench.unlocked():
         smoke = bench.executor.smoke(trial.candidate(0))
@@ -445,7 +480,7 @@ def _try(
         status = "crash" if smoke.status in ("rejected", "pruned") else smoke.status
         return trial.finish(Outcome(status, None, f"smoke: {smoke.reason}", smoke.duration_s))
     outcome = _measure_candidate(trial, parent, base, diff)
-    moved = _moved(bench, parent, started_on, choice) if outcome.status == "keep" else None
+    moved = _moved(bench, parent, trial.started_on, choice) if outcome.status == "keep" else None
     if moved is None:
         return trial.finish(outcome)
     return _rebase(trial, outcome, parent, moved, proposal, choice)
@@ -499,6 +534,7 @@ def _rebase(
         proposal=proposal, meta={"diff": diff, "rebase_of": trial.id}, proposed=True,
         choice=Choice(now, now, choice.kind if choice else "improve", reason=title),
     )  # fmt: skip
+    again.diff, again.started_on = diff, now
     reason = f"{beat}; rebased as #{again.id}"
     trial.finish(Outcome("discard", outcome.metric, reason, outcome.seconds))
     return _try(again, now, now.commit, diff, proposal, choice)
