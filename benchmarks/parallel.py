@@ -1,0 +1,179 @@
+"""Experiments in flight (``--workers N``): throughput against the ideal N×.
+
+Part 1, sleep-bound: a study whose run phase sleeps 2 s and prints a metric that
+is noise only (the shell's pid), run by the real loop (git, the ledger, the
+runner, one worker process per local worker) with N = 1, 2, 4, 8 workers and
+``--per-worker`` experiments per worker. Throughput is the experiments finished
+after the baseline divided by the time from the baseline's end to the last
+experiment's end, per hour; the ideal is N × 3600 / sleep. Rebases (the
+concurrent keep rule) are experiments too, and are counted and shown.
+
+Part 2, CPU-bound: sine-like experiments (examples/sine with ``--steps``
+gradient steps, its evaluate phase included) at N = 1 and N = 2: the wall time
+of the same number of experiments, and the ratio (about 0.5 on an idle machine
+with two cores). The machine's load average is printed with it: other
+processes on a shared machine take cores from the experiments.
+
+    python benchmarks/parallel.py [--workers 1 2 4 8] [--per-worker 6] [--sleep 2]
+                                  [--backend local] [--cpu-experiments 6] [--steps 20000]
+                                  [--skip-cpu] [--sandbox process]
+
+``--backend`` may be repeated; each backend gets its rows in the one table
+(``[execute] backend`` of the study; ``ray`` where that backend is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ratchet import RunOptions, load_study, run_study
+from ratchet.decide.judge import StrictJudge
+from ratchet.errors import RatchetError
+from ratchet.models import Experiment
+from ratchet.observer import Observer
+from ratchet.proposers import ReplayProposer
+
+SLEEP_TOML = """\
+[study]
+name = "sleepy"
+[files]
+editable = ["value.txt"]
+[run]
+command = "sleep {sleep} && echo score: $$"
+budget = 60
+grace = 1
+sandbox = "{sandbox}"
+[metric]
+name = "score"
+[execute]
+backend = "{backend}"
+[proposer]
+kind = "replay"
+"""
+SINE = Path(__file__).resolve().parent.parent / "examples" / "sine"
+
+
+class Finishes(Observer):
+    """When each experiment finished (hooks may come from worker threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.at: list[tuple[float, Experiment]] = []
+
+    def experiment_finished(self, experiment: Experiment) -> None:
+        with self.lock:
+            self.at.append((time.monotonic(), experiment))
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def _repo(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "add", "-A")
+    _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "study")
+    return root
+
+
+def _replay(path: Path, edits: list[dict[str, str]]) -> Path:
+    lines = [{"description": f"p{k}", "edits": e} for k, e in enumerate(edits)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _timed(root: Path, replay: Path, workers: int, count: int) -> tuple[int, float, int]:
+    """(experiments after the baseline, seconds from the baseline's end to the last end,
+    rebases) for one run of ``count`` proposals."""
+    finishes = Finishes()
+    study = load_study(root)
+    options = RunOptions(max_experiments=count, workers=workers)
+    run_study(study, ReplayProposer(replay), StrictJudge(), options, finishes)
+    times = [t for t, e in finishes.at if e.status != "baseline"]
+    start = next(t for t, e in finishes.at if e.status == "baseline")
+    rebases = sum(e.description.startswith("rebase of #") for _, e in finishes.at)
+    return len(times), max(times) - start, rebases
+
+
+def sleep_bound(args: argparse.Namespace, scratch: Path) -> None:
+    print(f"sleep-bound: each experiment sleeps {args.sleep:g} s, metric = noise")
+    print(f"{'backend':>8} {'N':>3} {'exps':>5} {'rebases':>7} {'seconds':>8}"
+          f" {'exps/hour':>10} {'ideal':>8} {'of ideal':>8}")  # fmt: skip
+    for backend in args.backend:
+        for n in args.workers:
+            root = scratch / f"sleep-{backend}-{n}"
+            toml = SLEEP_TOML.format(sleep=args.sleep, sandbox=args.sandbox, backend=backend)
+            _repo(root, {"ratchet.toml": toml, "program.md": "x", "value.txt": "# 0\n"})
+            count = n * args.per_worker
+            replay = _replay(scratch / f"p-{backend}-{n}.jsonl",
+                             [{"value.txt": f"# {k + 1}\n"} for k in range(count)])  # fmt: skip
+            try:
+                done, seconds, rebases = _timed(root, replay, n, count)
+            except RatchetError as exc:
+                print(f"{backend:>8} {n:>3}  not measured: {exc}")
+                continue
+            rate = done / seconds * 3600
+            ideal = n * 3600 / args.sleep
+            print(f"{backend:>8} {n:>3} {done:>5} {rebases:>7} {seconds:>8.2f}"
+                  f" {rate:>10.0f} {ideal:>8.0f} {rate / ideal:>8.1%}")  # fmt: skip
+
+
+def cpu_bound(args: argparse.Namespace, scratch: Path) -> None:
+    print(f"\nCPU-bound: sine-like experiments ({args.steps} steps each, evaluate phase"
+          f" included), {args.cpu_experiments} per run, on {os.cpu_count()} cores")  # fmt: skip
+    walls = {}
+    for n in (1, 2):
+        root = scratch / f"sine-{n}"
+        shutil.copytree(SINE, root)
+        train = root / "train.py"
+        text = train.read_text().replace("STEPS = 200 ", f"STEPS = {args.steps} ", 1)
+        train.write_text(text)
+        config = root / "ratchet.toml"
+        config.write_text(config.read_text().replace("budget = 10\ngrace", "budget = 600\ngrace", 1))
+        _git(root, "init", "-q", "-b", "main")
+        _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "add", "-A")
+        _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "study")
+        edits = [
+            {"train.py": text.replace("LEARNING_RATE = 0.03 ", f"LEARNING_RATE = {0.03 + k * 1e-4:.4f} ", 1)}
+            for k in range(1, args.cpu_experiments + 1)
+        ]  # fmt: skip
+        replay = _replay(scratch / f"sine-{n}.jsonl", edits)
+        load = os.getloadavg()[0]
+        done, seconds, _ = _timed(root, replay, n, args.cpu_experiments)
+        walls[n] = seconds
+        print(f"  N = {n}: {done} experiments in {seconds:.2f} s (load average before: {load:.1f})")
+    print(f"  wall time N=2 / N=1: {walls[2] / walls[1]:.2f} (ideal on two idle cores: 0.50)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--per-worker", type=int, default=6)
+    parser.add_argument("--sleep", type=float, default=2.0)
+    parser.add_argument("--backend", action="append", choices=("local", "ray"))
+    parser.add_argument("--cpu-experiments", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--sandbox", default="process")
+    args = parser.parse_args()
+    args.backend = args.backend or ["local"]
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        sleep_bound(args, scratch)
+        if not args.skip_cpu:
+            cpu_bound(args, scratch)
+
+
+if __name__ == "__main__":
+    main()
