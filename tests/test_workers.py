@@ -283,3 +283,40 @@ def test_workers_in_ratchet_toml_must_be_positive(tmp_path: Path) -> None:
     git(root, "commit", "-qam", "zero workers")
     done = ratchet("run", str(root), "--max-experiments", "0")
     assert done.returncode == 2 and "workers" in done.stderr, done.stderr
+
+
+class StopAfterFirst(SumOfFiles):
+    """``ratchet stop`` arrives while the first candidates run."""
+
+    def measure(self, candidate: Candidate, watch: object = None) -> Measurement:
+        from ratchet.run import control
+
+        if candidate.exp_id > 1:
+            control.request(self.repo / ".ratchet", "main", "stop")
+        return super().measure(candidate, watch)
+
+
+def test_ratchet_stop_lets_the_ones_in_flight_finish(tmp_path: Path) -> None:
+    root = _study(tmp_path)
+    proposals = [_edit(FILES[i % 6], 5 + i, pause=0.3, what=f"p{i}") for i in range(10)]
+    summary = _run(root, _replay(tmp_path, proposals), 3, StopAfterFirst(root))
+    rows = _rows(root)
+    assert summary.stopped == "stopped by `ratchet stop`"
+    assert 2 <= len(rows) - 1 <= 4  # what was in flight, not the ten proposals
+    assert [e.status for e in rows[1:]] == ["discard"] * (len(rows) - 1)  # finished, once each
+
+
+def test_the_number_of_workers_may_change_between_runs_of_a_tag(tmp_path: Path) -> None:
+    root = _study(tmp_path)
+    trees = root / ".ratchet" / "worktrees" / "main"
+    proposals = [_edit(FILES[k], 4 - n, what=f"run{n}-{k}") for n in range(3) for k in range(3)]
+    replay = _replay(tmp_path, proposals)
+    for workers in (3, 1, 2):
+        summary = _run(root, replay, workers, SumOfFiles(root), max_experiments=3)
+        assert summary.ran == 3
+        kids = sorted(p.name for p in trees.iterdir() if (p / ".git").is_file())
+        assert kids == ([] if workers == 1 else [f"w{k}" for k in range(workers)])
+        assert (trees / ".git").is_file() == (workers == 1)
+    rows = _rows(root)
+    assert "running" not in {e.status for e in rows} and len(rows) >= 10
+    _assert_branch_agrees(root, rows)
