@@ -20,6 +20,16 @@ wrapped in one, so the loop runs in milliseconds without processes) and any
 ``policies.Policy``; by default the local process executor and the policy
 ``[search] policy`` names (greedy, tree or islands).
 
+With N workers (``--workers``, ``[execute] workers``; see ``crew``) this
+thread is the driver: it chooses, proposes (with the loop's lock released, so
+an LLM call overlaps the runs), verifies, commits and writes the ``running``
+row, then hands the trial to a free worker, whose thread measures, judges and
+records it. A limit, ``ratchet stop`` or the proposer running out stops the
+proposing and lets the experiments in flight finish; Ctrl-C interrupts them
+and marks each ``interrupted`` once every worker stopped. A keep whose
+incumbent moved meanwhile is rebased (the concurrent keep rule, in ``trial``).
+One worker runs inline: the sequential loop of old.
+
 Per experiment the policy's ``Choice`` says where to start: its parent's commit
 is checked out and built on, the candidate is judged against its incumbent, a
 ``debug`` choice shows the proposer that node's failure, and the row records
