@@ -320,3 +320,15 @@ def test_the_number_of_workers_may_change_between_runs_of_a_tag(tmp_path: Path) 
     rows = _rows(root)
     assert "running" not in {e.status for e in rows} and len(rows) >= 10
     _assert_branch_agrees(root, rows)
+
+
+def test_workers_take_different_islands(tmp_path: Path) -> None:
+    root = _study(tmp_path)
+    config = root / "ratchet.toml"
+    config.write_text(config.read_text() + '[search]\npolicy = "islands"\nislands = 4\n')
+    git(root, "commit", "-qam", "islands")
+    proposals = [_edit(FILES[i], 6, pause=0.4, what=f"p{i}") for i in range(3)]
+    _run(root, _replay(tmp_path, proposals), 3, SumOfFiles(root))
+    rows = [e for e in _rows(root) if e.description.startswith("p")]
+    assert len(rows) == 3
+    assert len({e.island for e in rows}) == 3  # in flight together, each on its own island
