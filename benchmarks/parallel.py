@@ -1,7 +1,7 @@
 """Experiments in flight (``--workers N``): throughput against the ideal N×.
 
 Part 1, sleep-bound: a study whose run phase sleeps 2 s and prints a metric that
-is noise only (the shell's pid), run by the real loop (git, the ledger, the
+is noise only (a random number), run by the real loop (git, the ledger, the
 runner, one worker process per local worker) with N = 1, 2, 4, 8 workers and
 ``--per-worker`` experiments per worker. Throughput is the experiments finished
 after the baseline divided by the time from the baseline's end to the last
@@ -15,7 +15,7 @@ with two cores). The machine's load average is printed with it: other
 processes on a shared machine take cores from the experiments.
 
     python benchmarks/parallel.py [--workers 1 2 4 8] [--per-worker 6] [--sleep 2]
-                                  [--backend local] [--cpu-experiments 6] [--steps 20000]
+                                  [--backend local] [--cpu-experiments 6] [--steps 60000]
                                   [--skip-cpu] [--sandbox process]
 
 ``--backend`` may be repeated; each backend gets its rows in the one table
@@ -27,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ratchet import RunOptions, load_study, run_study
@@ -47,7 +49,7 @@ name = "sleepy"
 [files]
 editable = ["value.txt"]
 [run]
-command = "sleep {sleep} && echo score: $$"
+command = "sleep {sleep} && echo score: $(od -An -N2 -tu2 /dev/urandom)"
 budget = 60
 grace = 1
 sandbox = "{sandbox}"
@@ -93,22 +95,38 @@ def _replay(path: Path, edits: list[dict[str, str]]) -> Path:
     return path
 
 
-def _timed(root: Path, replay: Path, workers: int, count: int) -> tuple[int, float, int]:
-    """(experiments after the baseline, seconds from the baseline's end to the last end,
-    rebases) for one run of ``count`` proposals."""
+@dataclass(frozen=True)
+class Timed:
+    experiments: int  # finished after the baseline
+    seconds: float  # from the baseline's end to the last end
+    kept: int
+    rebases: int
+    cpu_s: float  # CPU time of every process the run started (reaped children)
+
+
+def _timed(root: Path, replay: Path, workers: int, count: int) -> Timed:
+    """One run of ``count`` proposals with ``workers`` workers, timed."""
     finishes = Finishes()
     study = load_study(root)
     options = RunOptions(max_experiments=count, workers=workers)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     run_study(study, ReplayProposer(replay), StrictJudge(), options, finishes)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     times = [t for t, e in finishes.at if e.status != "baseline"]
     start = next(t for t, e in finishes.at if e.status == "baseline")
-    rebases = sum(e.description.startswith("rebase of #") for _, e in finishes.at)
-    return len(times), max(times) - start, rebases
+    exps = [e for _, e in finishes.at]
+    return Timed(
+        experiments=len(times),
+        seconds=max(times) - start,
+        kept=sum(e.status == "keep" for e in exps),
+        rebases=sum(e.description.startswith("rebase of #") for e in exps),
+        cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+    )
 
 
 def sleep_bound(args: argparse.Namespace, scratch: Path) -> None:
     print(f"sleep-bound: each experiment sleeps {args.sleep:g} s, metric = noise")
-    print(f"{'backend':>8} {'N':>3} {'exps':>5} {'rebases':>7} {'seconds':>8}"
+    print(f"{'backend':>8} {'N':>3} {'exps':>5} {'kept':>4} {'rebases':>7} {'seconds':>8}"
           f" {'exps/hour':>10} {'ideal':>8} {'of ideal':>8}")  # fmt: skip
     for backend in args.backend:
         for n in args.workers:
@@ -119,13 +137,14 @@ def sleep_bound(args: argparse.Namespace, scratch: Path) -> None:
             replay = _replay(scratch / f"p-{backend}-{n}.jsonl",
                              [{"value.txt": f"# {k + 1}\n"} for k in range(count)])  # fmt: skip
             try:
-                done, seconds, rebases = _timed(root, replay, n, count)
+                run = _timed(root, replay, n, count)
             except RatchetError as exc:
                 print(f"{backend:>8} {n:>3}  not measured: {exc}")
                 continue
-            rate = done / seconds * 3600
+            rate = run.experiments / run.seconds * 3600
             ideal = n * 3600 / args.sleep
-            print(f"{backend:>8} {n:>3} {done:>5} {rebases:>7} {seconds:>8.2f}"
+            print(f"{backend:>8} {n:>3} {run.experiments:>5} {run.kept:>4} {run.rebases:>7}"
+                  f" {run.seconds:>8.2f}"
                   f" {rate:>10.0f} {ideal:>8.0f} {rate / ideal:>8.1%}")  # fmt: skip
 
 
@@ -140,19 +159,19 @@ def cpu_bound(args: argparse.Namespace, scratch: Path) -> None:
         text = train.read_text().replace("STEPS = 200 ", f"STEPS = {args.steps} ", 1)
         train.write_text(text)
         config = root / "ratchet.toml"
-        config.write_text(config.read_text().replace("budget = 10\ngrace", "budget = 600\ngrace", 1))
+        budgets = config.read_text().replace("budget = 10\ngrace", "budget = 600\ngrace", 1)
+        config.write_text(budgets)
         _git(root, "init", "-q", "-b", "main")
         _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "add", "-A")
         _git(root, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "study")
-        edits = [
-            {"train.py": text.replace("LEARNING_RATE = 0.03 ", f"LEARNING_RATE = {0.03 + k * 1e-4:.4f} ", 1)}
-            for k in range(1, args.cpu_experiments + 1)
-        ]  # fmt: skip
+        rates = [f"LEARNING_RATE = {0.03 + k * 1e-4:.4f} " for k in range(args.cpu_experiments)]
+        edits = [{"train.py": text.replace("LEARNING_RATE = 0.03 ", r, 1)} for r in rates]
         replay = _replay(scratch / f"sine-{n}.jsonl", edits)
         load = os.getloadavg()[0]
-        done, seconds, _ = _timed(root, replay, n, args.cpu_experiments)
-        walls[n] = seconds
-        print(f"  N = {n}: {done} experiments in {seconds:.2f} s (load average before: {load:.1f})")
+        run = _timed(root, replay, n, args.cpu_experiments)
+        walls[n] = run.seconds
+        print(f"  N = {n}: {run.experiments} experiments in {run.seconds:.2f} s,"
+              f" CPU {run.cpu_s:.2f} s (load average before: {load:.1f})")  # fmt: skip
     print(f"  wall time N=2 / N=1: {walls[2] / walls[1]:.2f} (ideal on two idle cores: 0.50)")
 
 
@@ -163,7 +182,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=2.0)
     parser.add_argument("--backend", action="append", choices=("local", "ray"))
     parser.add_argument("--cpu-experiments", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=60000)
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--sandbox", default="process")
     args = parser.parse_args()
