@@ -240,6 +240,8 @@ def _drive(
             stopped = str(exc)
             break
         tally.ran += 1
+        if exp is not None:  # recorded by the driver: the worker never started
+            bench.observer.assigned(worker.name, None)
         failed = exp is not None and (exp.meta.get("proposer_failed") or exp.meta.get("unusable"))
         tally.failures = tally.failures + 1 if failed else 0
         if tally.failures >= ws.study.proposer.max_failures:

@@ -30,8 +30,9 @@ whose parent is the new incumbent; the original is a ``discard`` whose reason
 says so ("beat its parent #p but the incumbent moved to #q; rebased as #r"). A
 merge conflict makes it a ``discard`` naming the conflicting files. So
 ``ratchet/<tag>`` only fast-forwards under greedy. The rule applies to
-candidates built on the tag's incumbent (greedy; tree when it expands the
-incumbent); an island's candidates are judged within their island, where
+candidates built on and judged against the tag's incumbent (always under
+greedy; under tree when it expands the incumbent); an island's candidates are
+judged within their island, and other tree nodes against the best node, where
 ``workspace.carry`` already keeps every keep in the branch's history.
 
 One incumbent sampler (``Sampler``) serves all workers: a re-measurement or
@@ -489,9 +490,12 @@ def _try(
 def _moved(
     bench: Bench, parent: Experiment, started_on: Experiment | None, choice: Choice | None
 ) -> Experiment | None:
-    """The new incumbent, when the candidate was built on the tag's incumbent and another
-    worker's keep replaced it meanwhile (the concurrent keep rule); else None."""
-    if (choice is not None and choice.island is not None) or started_on is None:
+    """The new incumbent, when the candidate was built on and judged against the tag's
+    incumbent and another worker's keep replaced it meanwhile (the concurrent keep
+    rule); else None."""
+    if started_on is None or choice is not None and (
+        choice.island is not None or choice.parent.id != started_on.id
+    ):
         return None
     now = incumbent(bench.mine())
     if parent.id != started_on.id or now is None or now.id == started_on.id:
@@ -528,16 +532,17 @@ def _rebase(
         return trial.finish(Outcome("discard", outcome.metric, why, outcome.seconds))
     ws.checkout(merged)
     diff = {"added": lines[0], "removed": lines[1], "files": lines[2]}
+    on_now = Choice(now, now, choice.kind if choice else "improve", reason=title)
     again = Trial.start(
         bench, parent=now.commit, commit=merged,
         description=f"rebase of #{trial.id}: {proposal.description}",
         proposal=proposal, meta={"diff": diff, "rebase_of": trial.id}, proposed=True,
-        choice=Choice(now, now, choice.kind if choice else "improve", reason=title),
+        choice=on_now,
     )  # fmt: skip
     again.diff, again.started_on = diff, now
     reason = f"{beat}; rebased as #{again.id}"
     trial.finish(Outcome("discard", outcome.metric, reason, outcome.seconds))
-    return _try(again, now, now.commit, diff, proposal, choice)
+    return _try(again, now, now.commit, diff, proposal, on_now)
 
 
 def _measure_candidate(
