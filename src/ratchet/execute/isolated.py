@@ -6,7 +6,7 @@ the orphans a killed shepherd left (``orphans.kill_adopted``: every child
 started after that shepherd). Both are properties of a whole process, and
 ``os.fork`` in a process with several threads may deadlock the child. So the
 threads of ``ratchet run --workers N`` never fork: each local worker is a
-single-threaded Python process (``python -m ratchet.execute.isolated FD``)
+single-threaded Python process (``python -m ratchet.execute.isolated FD DIR``)
 that owns its executor and runs one phase at a time, exactly as a lone
 ``ratchet run`` does. The processes are started by ``subprocess`` (fork and
 exec in one C call, safe from a threaded process) before any worker thread
@@ -64,6 +64,7 @@ class IsolatedExecutor:
     ) -> None:
         self.budget = budget or study.run.budget
         self._init = (study, dict(pinned), budget, slot, user_environ())
+        self._where = str(study.root)
         self.observer = observer
         self.slot = slot
         self.process: subprocess.Popen[bytes] | None = None
@@ -107,7 +108,8 @@ class IsolatedExecutor:
         with theirs:
             fd = theirs.fileno()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ratchet.execute.isolated", str(fd)],
+                # the study's directory names it in `ps` (and for tests that look for leftovers)
+                [sys.executable, "-m", "ratchet.execute.isolated", str(fd), self._where],
                 pass_fds=(fd,),
                 stdin=subprocess.DEVNULL,
             )
@@ -228,7 +230,7 @@ def _dispatch(
 
 
 def main(argv: list[str]) -> int:
-    """The worker process: ``python -m ratchet.execute.isolated FD``."""
+    """The worker process: ``python -m ratchet.execute.isolated FD [STUDY-DIR]``."""
     _die_with_parent()
     conn = Connection(int(argv[1]))
     try:
