@@ -332,3 +332,13 @@ def test_workers_take_different_islands(tmp_path: Path) -> None:
     rows = [e for e in _rows(root) if e.description.startswith("p")]
     assert len(rows) == 3
     assert len({e.island for e in rows}) == 3  # in flight together, each on its own island
+
+
+def test_hours_stops_proposing_and_lets_the_ones_in_flight_finish(tmp_path: Path) -> None:
+    root = _study(tmp_path)
+    proposals = [_edit(FILES[i % 6], 5 + i, pause=0.5, what=f"p{i}") for i in range(30)]
+    summary = _run(root, _replay(tmp_path, proposals), 3, SumOfFiles(root), hours=1.0 / 3600)
+    rows = _rows(root)
+    assert summary.stopped == "time limit (--hours) reached"
+    assert 3 <= len(rows) - 1 < 30
+    assert {e.status for e in rows[1:]} == {"discard"}  # each finished, none cut short
