@@ -222,6 +222,8 @@ def test_ctrl_c_with_three_workers_interrupts_each_once(tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
     proc = _start_workers(root, _slow_proposals(tmp_path, pidfile, 5), 3)
     pids = _wait_for(pidfile, 6)
+    status = ratchet("status", str(root))
+    assert "running   3 experiments: #2 slow" in status.stdout, status.stdout
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)  # to ratchet alone, not to its process group
     out, _ = proc.communicate(timeout=60)

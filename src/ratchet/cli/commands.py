@@ -350,11 +350,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         pid = lock_holder(study, name)
         running = [e for e in figures.running if e.tag == name]
         if pid:
-            what = (
-                f"#{running[-1].id} {printable(running[-1].description)}"
-                if running
-                else "between experiments"
-            )
+            shown = [f"#{e.id} {printable(e.description)}" for e in running]
+            what = shown[0] if len(shown) == 1 else "between experiments"
+            if len(shown) > 1:  # several workers
+                what = f"{len(shown)} experiments: {', '.join(shown)}"
             state = steer.run_state(study.root, name)
             out.print(f"running   {what} (tag {name}, pid {pid}){f' — {state}' if state else ''}")
     return 0
