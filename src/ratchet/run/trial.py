@@ -578,6 +578,10 @@ def _measure_candidate(
         if verdict.decision != "more" or len(samples) >= study.decision.max_samples:
             break
         if not exact and protocol.needs_top_up(samples, reference):
+            shared = protocol.reference(bench.mine(), parent)  # other workers' samples too
+            if len(shared) > len(reference):
+                reference[:] = shared
+        if not exact and protocol.needs_top_up(samples, reference):
             reference.extend(bench.sampler.remeasure(bench, parent))
             bench.ws.checkout(trial.commit or base)
     status, reason = protocol.decided(verdict, len(samples))
