@@ -342,3 +342,49 @@ def test_hours_stops_proposing_and_lets_the_ones_in_flight_finish(tmp_path: Path
     assert summary.stopped == "time limit (--hours) reached"
     assert 3 <= len(rows) - 1 < 30
     assert {e.status for e in rows[1:]} == {"discard"}  # each finished, none cut short
+
+
+def test_auto_runs_one_worker_per_core(tmp_path: Path) -> None:
+    import os
+
+    root = _study(tmp_path)
+    config = root / "ratchet.toml"
+    config.write_text(config.read_text() + '[execute]\nworkers = "auto"\n')
+    git(root, "commit", "-qam", "auto")
+    proposals = [_edit(FILES[i % 6], 6, pause=0.2, what=f"p{i}") for i in range(4)]
+    study = load_study(root)
+    assert study.execute.workers == "auto"
+    run_study(study, ReplayProposer(_replay(tmp_path, proposals)), make_judge(study.decision),
+              RunOptions(), executor=SumOfFiles(root))  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    trees = root / ".ratchet" / "worktrees" / "main"
+    if cores == 1:
+        assert (trees / ".git").is_file()
+    else:
+        assert sorted(p.name for p in trees.iterdir()) == [f"w{k}" for k in range(cores)]
+
+
+class Breaks(SumOfFiles):
+    """A worker's sample fails with an error of Ratchet's own (a full disk, say)."""
+
+    def measure(self, candidate: Candidate, watch: object = None) -> Measurement:
+        from ratchet.errors import StorageError
+
+        if candidate.exp_id == 3:
+            raise StorageError("cannot write the log: No space left on device")
+        return super().measure(candidate, watch)
+
+
+def test_a_worker_error_ends_the_run_and_the_next_run_marks_what_was_left(tmp_path: Path) -> None:
+    from ratchet.errors import StorageError
+
+    root = _study(tmp_path)
+    proposals = [_edit(FILES[i % 6], 6 + i, pause=0.3, what=f"p{i}") for i in range(6)]
+    replay = _replay(tmp_path, proposals)
+    with pytest.raises(StorageError, match="No space left"):
+        _run(root, replay, 2, Breaks(root))
+    assert "running" in {e.status for e in _rows(root)}  # the failed one: nothing recorded
+    _run(root, replay, 2, SumOfFiles(root), max_experiments=0)
+    rows = _rows(root)
+    assert next(e for e in rows if e.id == 3).status == "interrupted"
+    assert "running" not in {e.status for e in rows}
