@@ -8,7 +8,12 @@ after the baseline divided by the time from the baseline's end to the last
 experiment's end, per hour; the ideal is N × 3600 / sleep. Rebases (the
 concurrent keep rule) are experiments too, and are counted and shown.
 
-Part 2, CPU-bound: sine-like experiments (examples/sine with ``--steps``
+Part 2, the concurrent keep rule in practice: six files whose ``score:``
+lines add up to the metric, and proposals that each lower one file (so every
+one beats its parent) run by ``--rule-workers`` workers: how many keeps,
+rebases ("rebase of #id") and conflicts (two changes to one file) it made.
+
+Part 3, CPU-bound: sine-like experiments (examples/sine with ``--steps``
 gradient steps, its evaluate phase included) at N = 1 and N = 2: the wall time
 of the same number of experiments, and the ratio (about 0.5 on an idle machine
 with two cores). The machine's load average is printed with it: other
@@ -16,7 +21,7 @@ processes on a shared machine take cores from the experiments.
 
     python benchmarks/parallel.py [--workers 1 2 4 8] [--per-worker 6] [--sleep 2]
                                   [--backend local] [--cpu-experiments 6] [--steps 60000]
-                                  [--skip-cpu] [--sandbox process]
+                                  [--skip-cpu] [--rule-workers 4] [--sandbox process]
 
 ``--backend`` may be repeated; each backend gets its rows in the one table
 (``[execute] backend`` of the study; ``ray`` where that backend is installed).
@@ -148,6 +153,46 @@ def sleep_bound(args: argparse.Namespace, scratch: Path) -> None:
                   f" {rate:>10.0f} {ideal:>8.0f} {rate / ideal:>8.1%}")  # fmt: skip
 
 
+RULE_TOML = """\
+[study]
+name = "rule"
+[files]
+editable = ["*.txt"]
+[run]
+command = "sleep 0.5 && cat *.txt | awk '{{ s += $2 }} END {{ print \\"score:\\", s }}'"
+budget = 60
+grace = 1
+sandbox = "{sandbox}"
+[metric]
+name = "score"
+[proposer]
+kind = "replay"
+"""
+
+
+def keep_rule(args: argparse.Namespace, scratch: Path) -> None:
+    names = [f"{c}.txt" for c in "abcdef"]
+    root = _repo(scratch / "rule", {
+        "ratchet.toml": RULE_TOML.format(sandbox=args.sandbox), "program.md": "x",
+        **{name: "score: 100\n" for name in names},
+    })  # fmt: skip
+    count = 6 * args.rule_workers
+    edits = [{names[(k * 5) % 6]: f"score: {99 - k}\n"} for k in range(count)]
+    replay = _replay(scratch / "rule.jsonl", edits)
+    finishes = Finishes()
+    study = load_study(root)
+    options = RunOptions(max_experiments=count, workers=args.rule_workers)
+    run_study(study, ReplayProposer(replay), StrictJudge(), options, finishes)
+    exps = [e for _, e in finishes.at]
+    conflicts = sum("conflicts in" in e.reason for e in exps)
+    rebased = sum(e.description.startswith("rebase of #") for e in exps)
+    kept = [e for e in exps if e.status == "keep"]
+    print(f"\nkeep rule: {count} proposals that each beat their parent, {args.rule_workers}"
+          f" workers: {len(kept)} kept ({sum(e.description.startswith('rebase') for e in kept)}"
+          f" of them rebases), {rebased} rebases, {conflicts} conflicts;"
+          f" score 600 -> {kept[-1].metric if kept else 600:g}")  # fmt: skip
+
+
 def cpu_bound(args: argparse.Namespace, scratch: Path) -> None:
     print(f"\nCPU-bound: sine-like experiments ({args.steps} steps each, evaluate phase"
           f" included), {args.cpu_experiments} per run, on {os.cpu_count()} cores")  # fmt: skip
@@ -184,12 +229,14 @@ def main() -> None:
     parser.add_argument("--cpu-experiments", type=int, default=6)
     parser.add_argument("--steps", type=int, default=60000)
     parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--rule-workers", type=int, default=4)
     parser.add_argument("--sandbox", default="process")
     args = parser.parse_args()
     args.backend = args.backend or ["local"]
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         sleep_bound(args, scratch)
+        keep_rule(args, scratch)
         if not args.skip_cpu:
             cpu_bound(args, scratch)
 
