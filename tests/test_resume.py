@@ -160,3 +160,75 @@ def test_a_second_run_on_the_same_tag_is_refused(tmp_path: Path) -> None:
     finally:
         os.kill(proc.pid, signal.SIGINT)
         proc.communicate(timeout=30)
+
+
+def _slow_proposals(tmp_path: Path, pidfile: Path, count: int) -> Path:
+    """``count`` candidates that each start a daemon and a child (both long sleeps)."""
+    lines = [
+        {
+            "description": f"slow {k}",
+            "edits": {
+                "value.txt": (
+                    f"setsid sh -c 'echo $$ >> {pidfile}; exec sleep 120' &\n"
+                    f"sh -c 'echo $$ >> {pidfile}; exec sleep 121' &\n"
+                    f"echo started {k}; sleep 120\n"
+                )
+            },
+        }
+        for k in range(count)
+    ]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in lines))
+    return path
+
+
+def _start_workers(root: Path, replay: Path, workers: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ratchet", "run", str(root), "--proposer", "replay",
+         "--replay", str(replay), "--workers", str(workers)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def test_resume_after_sigkill_with_three_workers_in_flight(tmp_path: Path) -> None:
+    root = _slow_study(tmp_path)
+    pidfile = tmp_path / "pids"
+    replay = _slow_proposals(tmp_path, pidfile, 5)
+    proc = _start_workers(root, replay, 3)
+    try:
+        pids = _wait_for(pidfile, 6)  # three experiments, two processes each
+    finally:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert _gone(pids), "an experiment process outlived ratchet"
+    rows = _log(root)
+    assert [r["status"] for r in rows] == ["baseline", "running", "running", "running"]
+
+    done = ratchet(
+        "run", str(root), "--proposer", "replay", "--replay", str(replay),
+        "--workers", "3", "--max-experiments", "0",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = _log(root)
+    assert [r["status"] for r in rows] == ["baseline", *["interrupted"] * 3]
+    assert {r["description"] for r in rows[1:]} == {"slow 0", "slow 1", "slow 2"}
+    assert git(root, "rev-parse", "ratchet/main") == rows[0]["commit"]
+    for row in rows[1:]:  # each interrupted candidate keeps its code under its ref
+        assert git(root, "rev-parse", f"refs/ratchet/main/exp/{row['id']}") == row["commit"]
+
+
+def test_ctrl_c_with_three_workers_interrupts_each_once(tmp_path: Path) -> None:
+    root = _slow_study(tmp_path)
+    pidfile = tmp_path / "pids"
+    proc = _start_workers(root, _slow_proposals(tmp_path, pidfile, 5), 3)
+    pids = _wait_for(pidfile, 6)
+    status = ratchet("status", str(root))
+    assert "running   3 experiments: #2 slow" in status.stdout, status.stdout
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)  # to ratchet alone, not to its process group
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert time.monotonic() - started < 60  # the candidates would have slept 120 s
+    assert _gone(pids)
+    assert "Traceback" not in out
+    assert [r["status"] for r in _log(root)] == ["baseline", *["interrupted"] * 3]

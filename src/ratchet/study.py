@@ -34,6 +34,7 @@ __all__ = [
     "ConfirmSpec",
     "ProposerSpec",
     "SearchSpec",
+    "ExecuteSpec",
     "SpaceParam",
     "ExecuteSpec",
     "ResourcesSpec",

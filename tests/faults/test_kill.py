@@ -128,3 +128,33 @@ def test_killed_while_running_leaves_no_process_and_resumes(
         ["baseline", "three", "four", "slow", "one"],
         ["baseline", "keep", "discard", "interrupted", "keep"],
     )
+
+
+@pytest.mark.parametrize(("step", "n"), [("after-commit", 3), ("after-finish", 3)])
+def test_killed_with_two_workers_in_flight_resumes_consistently(
+    fault_study: FaultStudy, tmp_path: Path, step: str, n: int
+) -> None:
+    """With two workers the order of outcomes varies; what must hold does not."""
+    replay = _replay(tmp_path, PROPOSALS)
+    done = inject(step, n, fault_study.replay_args(replay, "--workers", "2"))
+    assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+    assert wait_no_processes(fault_study.marker, str(fault_study.root)) == []
+
+    again = ratchet(*fault_study.replay_args(replay, "--workers", "2"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = log_rows(fault_study.root)
+    statuses = [r["status"] for r in rows]
+    assert "running" not in statuses and statuses[0] == "baseline"
+    proposed = [r["description"] for r in rows[1:] if not r["description"].startswith("rebase")]
+    assert sorted(proposed) == sorted(p["description"] for p in PROPOSALS)  # each exactly once
+    kept = [r for r in rows if r["status"] in ("baseline", "keep")]
+    assert git(fault_study.root, "rev-parse", "refs/heads/ratchet/main") == kept[-1]["commit"]
+    for r in rows:
+        if r["commit"]:
+            assert git(fault_study.root, "rev-parse", f"refs/ratchet/main/exp/{r['id']}") == r[
+                "commit"
+            ]
+    tsv = read_tsv(fault_study.root)
+    assert [t["status"] for t in tsv] == statuses
+    assert wait_no_processes(fault_study.marker, str(fault_study.root)) == []
+    assert git(fault_study.root, "rev-parse", "HEAD") == fault_study.head

@@ -75,7 +75,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--model", help="model name for the llm proposer")
     p.add_argument("--max-experiments", type=int, help="stop after N experiments (0: baseline)")
     p.add_argument("--hours", type=float, help="stop starting experiments after H hours")
-    p.add_argument("--workers", type=int, default=1, help="parallel experiments (1 for now)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        help='experiments in flight at once, or "auto" (default: [execute] workers)',
+    )
     p.add_argument("--budget", type=float, help="override [run] budget (seconds)")
     p.set_defaults(func=cmd_run)
 
@@ -244,9 +248,18 @@ def _template_files(root: Path) -> list[str]:
 # --- run ------------------------------------------------------------------------------
 
 
+def _workers(text: str) -> int | str:
+    """``--workers``: a whole number from 1, or "auto"."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a number of workers — use 1 or more, or "auto"'
+        )
+    return int(text)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.workers != 1:
-        raise ConfigError("--workers: parallel experiments are not available yet — use 1")
     if args.budget is not None and args.budget <= 0:
         raise ConfigError(f"--budget must be a positive number of seconds, got {args.budget}")
     if args.max_experiments is not None and args.max_experiments < 0:
@@ -259,7 +272,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     judge = make_judge(study.decision, study.metric.name)
     proposer = make_proposer(study, args.proposer, args.replay, model=args.model)
     options = RunOptions(
-        tag=tag, max_experiments=args.max_experiments, hours=args.hours, budget=args.budget
+        tag=tag,
+        max_experiments=args.max_experiments,
+        hours=args.hours,
+        budget=args.budget,
+        workers=args.workers,
     )
     history = _history(study, tag)
     _stop_on_signals()
@@ -384,11 +401,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         pid = lock_holder(study, name)
         running = [e for e in figures.running if e.tag == name]
         if pid:
-            what = (
-                f"#{running[-1].id} {printable(running[-1].description)}"
-                if running
-                else "between experiments"
-            )
+            shown = [f"#{e.id} {printable(e.description)}" for e in running]
+            what = shown[0] if len(shown) == 1 else "between experiments"
+            if len(shown) > 1:  # several workers
+                what = f"{len(shown)} experiments: {', '.join(shown)}"
             state = steer.run_state(study.root, name)
             out.print(f"running   {what} (tag {name}, pid {pid}){f' — {state}' if state else ''}")
     return 0

@@ -25,7 +25,14 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 
-__all__ = ["SECRET_PATTERNS", "scrub", "experiment_env", "hold_secrets", "user_environ"]
+__all__ = [
+    "SECRET_PATTERNS",
+    "scrub",
+    "experiment_env",
+    "hold_secrets",
+    "adopt_environ",
+    "user_environ",
+]
 
 SECRET_PATTERNS = ("*_API_KEY", "*_TOKEN", "*SECRET*", "*PASSWORD*")
 HELD_FD = "RATCHET_HELD_SECRETS_FD"  # names the inherited file; holds no secret itself
@@ -82,6 +89,12 @@ def experiment_env(
 def user_environ() -> dict[str, str]:
     """The user's full environment: this process's, plus the secrets held in memory."""
     return {**os.environ, **_held}
+
+
+def adopt_environ(environ: Mapping[str, str]) -> None:
+    """Take another Ratchet process's ``user_environ()`` as this one's, secrets held in
+    memory only (a local worker process, ``execute.isolated``, gets its driver's)."""
+    _held.update({k: v for k, v in environ.items() if os.environ.get(k) != v})
 
 
 def hold_secrets(argv: Sequence[str] | None = None) -> None:

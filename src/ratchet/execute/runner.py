@@ -55,8 +55,16 @@ shepherd cleans up. SIGTERM sent to the shepherd itself stops the tree before
 the shepherd leaves, rather than killing the shepherd at once and orphaning
 the experiment.
 
-Ratchet's main process is single-threaded by design: ``os.fork`` in a process
-with other threads can deadlock the child (Python 3.12+ warns about it).
+Ratchet's process that runs phases is single-threaded by design: ``os.fork``
+in a process with other threads can deadlock the child (Python 3.12+ warns
+about it), and the subreaper and the sweep of adopted orphans are properties
+of the whole process. With several workers (``--workers N``) each local
+worker's phases run in a single-threaded process of its own
+(``execute.isolated``), started with fork+exec by ``subprocess`` before any
+worker thread exists; the driver's threads never call ``run_command``. The one
+exception is the agent proposer's command, run by the driver's thread while
+the worker threads wait (blocked in a socket read or on the loop's lock, not
+inside any lock the shepherd's code takes).
 
 Platforms: Linux is the target. Without ``prctl`` (macOS, BSD) or without a
 readable ``/proc``, the shepherd falls back to killing the command's process

@@ -354,6 +354,29 @@ class Repo:
         ).stdout
         return out.decode().strip()
 
+    def merge_onto(self, commit: str, onto: str, message: str) -> tuple[str | None, list[str]]:
+        """Re-apply ``commit``'s change on ``onto``: a three-way merge, as a new commit.
+
+        The merge base is the two commits' common ancestor (a candidate's parent,
+        when ``onto`` descends from it). Returns (the new commit on ``onto``, [])
+        or (None, the conflicting paths). Nothing is checked out and no ref moves.
+        """
+        done = _run_git(
+            ["merge-tree", "--write-tree", "--name-only", "--no-messages", onto, commit],
+            cwd=self.root,
+            env=self._env,
+            ok=(0, 1),
+        )
+        lines = done.stdout.decode("utf-8", "replace").splitlines()
+        if done.returncode == 1:
+            return None, sorted({line for line in lines[1:] if line})
+        out = _run_git(
+            ["commit-tree", lines[0], "-p", onto, "-m", message],
+            cwd=self.root,
+            env=self._commit_env(),
+        ).stdout
+        return out.decode().strip(), []
+
     def diff(self, a: str, b: str) -> str:
         """Unified diff from commit ``a`` to commit ``b`` (plumbing: user diff config ignored)."""
         out = self._git("diff-tree", "-r", "-p", "--no-color", "--no-ext-diff", a, b, "--")

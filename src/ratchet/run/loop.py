@@ -20,6 +20,16 @@ wrapped in one, so the loop runs in milliseconds without processes) and any
 ``policies.Policy``; by default the local process executor and the policy
 ``[search] policy`` names (greedy, tree or islands).
 
+With N workers (``--workers``, ``[execute] workers``; see ``crew``) this
+thread is the driver: it chooses, proposes (with the loop's lock released, so
+an LLM call overlaps the runs), verifies, commits and writes the ``running``
+row, then hands the trial to a free worker, whose thread measures, judges and
+records it. A limit, ``ratchet stop`` or the proposer running out stops the
+proposing and lets the experiments in flight finish; Ctrl-C interrupts them
+and marks each ``interrupted`` once every worker stopped. A keep whose
+incumbent moved meanwhile is rebased (the concurrent keep rule, in ``trial``).
+One worker runs inline: the sequential loop of old.
+
 Per experiment the policy's ``Choice`` says where to start: its parent's commit
 is checked out and built on, the candidate is judged against its incumbent, a
 ``debug`` choice shows the proposer that node's failure, and the row records
@@ -35,13 +45,17 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from ..decide.judge import Judge
 from ..decide.sampling import remeasure_due
 from ..errors import ProposalError, ProposalsExhausted, RatchetError
 from ..execute.base import BaseExecutor
-from ..execute.phases import Executor
+from ..execute.factory import make_executor
+from ..execute.isolated import Pool
+from ..execute.resources import Slot, plan_slots
 from ..models import BROKE, Context, Experiment, incumbent
 from ..observer import Observer
 from ..policies import Choice, Policy, make_policy
@@ -50,7 +64,15 @@ from ..proposers.regions import is_region_limited
 from ..store.journal import render_journal
 from ..study import Study
 from . import control
-from .trial import BaselineFailed, Bench, baseline, remeasure_incumbent, run_proposal, unproposed
+from .crew import Crew, Worker
+from .trial import (
+    BaselineFailed,
+    Bench,
+    baseline,
+    measure_proposal,
+    start_proposal,
+    unproposed,
+)
 from .verify import linter
 from .workspace import Workspace
 
@@ -65,6 +87,7 @@ class RunOptions:
     max_experiments: int | None = None
     hours: float | None = None
     budget: float | None = None
+    workers: int | Literal["auto"] | None = None  # None: [execute] workers
 
 
 @dataclass(frozen=True)
@@ -87,18 +110,28 @@ def run_study(
     executor: BaseExecutor | None = None,
     policy: Policy | None = None,
 ) -> RunSummary:
-    """Run experiments until a limit, Ctrl-C, or the proposer runs out."""
+    """Run experiments until a limit, Ctrl-C, or the proposer runs out.
+
+    ``executor``: one object that runs every worker's samples (a test's
+    in-process executor; it must be thread-safe with several workers). By
+    default each worker gets its own from ``execute.factory.make_executor``
+    (with ``--workers N > 1`` on the local backend, each in a process of its
+    own, see ``execute.isolated``).
+    """
     options = options or RunOptions()
     observer = observer or Observer()
-    workspace = Workspace.open(study, options.tag, observer, budget=options.budget)
+    wanted = options.workers if options.workers is not None else study.execute.workers
+    slots = plan_slots(study, None if wanted == "auto" else wanted)
+    workspace = Workspace.open(
+        study, options.tag, observer, budget=options.budget, workers=len(slots)
+    )
+    pool: Pool | None = None
     try:
-        if executor is None:
-            executor = Executor(
-                study, pinned=workspace.pinned, observer=observer, budget=options.budget
-            )
-        bench = Bench(workspace, executor, judge, observer, proposer=proposer.name)
+        if executor is None and len(slots) > 1 and study.execute.backend == "local":
+            pool = Pool(study, workspace.pinned, observer, options.budget, slots)
+        crew = _crew(workspace, slots, judge, observer, proposer, executor, pool)
         policy = policy or make_policy(study.search, study.metric.goal)
-        summary = _loop(bench, proposer, policy, options)
+        summary = _loop(crew, proposer, policy, options)
     except BaseException:
         # The first error is the one to report (a full disk while writing the ledger,
         # say); a second failure of the export must not replace it.
@@ -109,48 +142,119 @@ def run_study(
         workspace.export()
         return summary
     finally:
+        if pool is not None:
+            pool.close()
         workspace.close()
 
 
-def _loop(bench: Bench, proposer: Proposer, policy: Policy, options: RunOptions) -> RunSummary:
+def _crew(
+    ws: Workspace,
+    slots: list[Slot],
+    judge: Judge,
+    observer: Observer,
+    proposer: Proposer,
+    executor: BaseExecutor | None,
+    pool: Pool | None,
+) -> Crew:
+    """One bench per worker slot: its worktree and executor; the rest shared."""
+
+    def executor_of(k: int) -> BaseExecutor:
+        if executor is not None:
+            return executor
+        if pool is not None:
+            return pool.executors[k]
+        slot = slots[k] if len(slots) > 1 else None
+        return make_executor(
+            ws.study, pinned=ws.pinned, observer=observer, budget=ws.budget, slot=slot
+        )
+
+    first = Bench(ws, executor_of(0), judge, observer, proposer=proposer.name, worker=slots[0].name)
+    benches = [first] + [
+        first.for_worker(ws.for_worker(k, len(slots)), executor_of(k), slots[k].name)
+        for k in range(1, len(slots))
+    ]
+    return Crew(benches, interrupt=pool.interrupt if pool is not None else None)
+
+
+@dataclass
+class _Tally:
+    ran: int = 0
+    failures: int = 0
+
+
+def _loop(crew: Crew, proposer: Proposer, policy: Policy, options: RunOptions) -> RunSummary:
+    bench = crew.workers[0].bench
     ws, observer = bench.ws, bench.observer
-    ends_at = time.monotonic() + options.hours * 3600 if options.hours else None
-    ran, failures, stopped = 0, 0, "max-experiments reached"
     if linter() is None and any(p.endswith(".py") for p in ws.study.editable_files()):
         observer.message("note: ruff is not installed, so the lint stage (undefined names) is off")
     control.clear(ws.state_dir, ws.tag)  # a request left from an earlier run is not for us
-    try:
-        bench.refresh()
-        if incumbent(bench.mine()) is None:
-            baseline(bench)
-        while options.max_experiments is None or ran < options.max_experiments:
-            if ends_at is not None and time.monotonic() >= ends_at:
-                stopped = "time limit (--hours) reached"
-                break
-            if _steered(ws, observer):
-                stopped = "stopped by `ratchet stop`"
-                break
-            bench.refresh()  # the history, read once per experiment
-            if remeasure_due(bench.mine(), ws.study, bench.judge):
-                remeasure_incumbent(bench)
+    tally = _Tally()
+    with bench.cond:  # the driver owns the ledger and git whenever it does not wait
+        try:
+            stopped = _drive(crew, proposer, policy, options, tally)
+        except KeyboardInterrupt:  # also raised by a sample that Ctrl-C interrupted
+            crew.stop()  # every worker's phase is interrupted, then its row marked
+            ws.interrupted("stopped by Ctrl-C")
+            return _summary(ws, tally.ran, "interrupted")
+        except BaseException:
+            crew.stop()
+            raise
+        finally:
+            control.clear(ws.state_dir, ws.tag)
+    return _summary(ws, tally.ran, stopped)
+
+
+def _drive(
+    crew: Crew, proposer: Proposer, policy: Policy, options: RunOptions, tally: _Tally
+) -> str:
+    """Baseline, then hand experiments to free workers until a limit; why it stopped.
+
+    A stop (limit, ``ratchet stop``, the proposer out of ideas) lets the
+    experiments in flight finish; Ctrl-C interrupts them (``_loop``).
+    """
+    bench = crew.workers[0].bench
+    ws = bench.ws
+    ends_at = time.monotonic() + options.hours * 3600 if options.hours else None
+    stopped = "max-experiments reached"
+    bench.refresh()
+    if incumbent(bench.mine()) is None:
+        baseline(bench)
+    while options.max_experiments is None or tally.ran < options.max_experiments:
+        worker = crew.idle()
+        if ends_at is not None and time.monotonic() >= ends_at:
+            stopped = "time limit (--hours) reached"
+            break
+        if _steered(bench):
+            stopped = "stopped by `ratchet stop`"
+            break
+        bench.refresh()  # the history, read once per experiment
+        current = incumbent(bench.mine())
+        if remeasure_due(bench.mine(), ws.study, bench.judge):
+            if current is not None and not bench.sampler.busy(current.commit):
+                bench.sampler.claim(current.commit)
+                crew.start(worker, _remeasure(current))
                 continue
-            try:
-                exp = _experiment(bench, proposer, policy)
-            except ProposalsExhausted as exc:
-                stopped = str(exc)
-                break
-            ran += 1
-            failed = exp.meta.get("proposer_failed") or exp.meta.get("unusable")
-            failures = failures + 1 if failed else 0
-            if failures >= ws.study.proposer.max_failures:
-                stopped = _gave_up(proposer.name, failures, exp)
-                break
-    except KeyboardInterrupt:  # also raised by a sample that Ctrl-C interrupted
-        ws.interrupted("stopped by Ctrl-C")
-        return _summary(ws, ran, "interrupted")
-    finally:
-        control.clear(ws.state_dir, ws.tag)
-    return _summary(ws, ran, stopped)
+        try:
+            exp = _experiment(bench, crew, worker, proposer, policy)
+        except ProposalsExhausted as exc:
+            stopped = str(exc)
+            break
+        tally.ran += 1
+        if exp is not None:  # recorded by the driver: the worker never started
+            bench.observer.assigned(worker.name, None)
+        failed = exp is not None and (exp.meta.get("proposer_failed") or exp.meta.get("unusable"))
+        tally.failures = tally.failures + 1 if failed else 0
+        if tally.failures >= ws.study.proposer.max_failures:
+            assert exp is not None
+            stopped = _gave_up(proposer.name, tally.failures, exp)
+            break
+    crew.drain()
+    return stopped
+
+
+def _remeasure(target: Experiment) -> Callable[[Bench], object]:
+    """A worker's job: the periodic re-measurement of ``target``, already claimed."""
+    return lambda bench: bench.sampler.remeasure(bench, target, claimed=True)
 
 
 def _gave_up(name: str, failures: int, last: Experiment) -> str:
@@ -168,40 +272,61 @@ def _gave_up(name: str, failures: int, last: Experiment) -> str:
     )
 
 
-def _steered(ws: Workspace, observer: Observer) -> bool:
-    """Between experiments: wait while paused (``ratchet pause``); True when asked to stop."""
+def _steered(bench: Bench) -> bool:
+    """Between experiments: wait while paused (``ratchet pause``); True when asked to stop.
+
+    Experiments in flight go on while paused; no new one starts.
+    """
+    ws, observer = bench.ws, bench.observer
     said = False
     while (asked := control.requested(ws.state_dir, ws.tag)) == "pause":
         if not said:
             observer.message(f"paused (tag {ws.tag}): `ratchet resume` continues")
             said = True
-        time.sleep(PAUSE_POLL_S)
+        with bench.unlocked():
+            time.sleep(PAUSE_POLL_S)
     if said and asked is None:
         observer.message(f"resumed (tag {ws.tag})")
     return asked == "stop"
 
 
-def _experiment(bench: Bench, proposer: Proposer, policy: Policy) -> Experiment:
-    """One full experiment: propose, then the trial (verify, commit, measure, judge, record).
+def _experiment(
+    bench: Bench, crew: Crew, worker: Worker, proposer: Proposer, policy: Policy
+) -> Experiment | None:
+    """Choose and propose (on the driver), then hand the trial to ``worker``.
 
-    The policy's random stream is seeded by the study, the tag and the number of
+    Returns the row of a proposal that failed or was rejected (recorded here),
+    else None. The driver verifies, commits and writes the ``running`` row (so
+    the next proposal sees this one in the history); the worker measures,
+    judges and records the outcome. The
+    policy's random stream is seeded by the study, the tag and the number of
     experiments so far, so a resumed run draws what an uninterrupted one would.
     """
     mine = bench.mine()
     rng = random.Random(f"{bench.study.name}/{bench.ws.tag}/{len(mine)}")
-    choice = policy.choose(mine, rng, busy=())
+    choice = policy.choose(mine, rng, busy=crew.busy())
     assert choice is not None and choice.parent.commit is not None  # a baseline exists
-    parent = choice.parent
-    files = bench.ws.checkout(parent.commit)
+    parent, mine_bench, started_on = choice.parent, worker.bench, incumbent(mine)
+    files = mine_bench.ws.checkout(parent.commit)
+    context = _context(mine_bench, choice, files)
     try:
-        proposal = proposer.propose(_context(bench, choice, files))
+        with bench.unlocked():  # an LLM call overlaps the other workers' runs
+            proposal = proposer.propose(context)
     except ProposalsExhausted:
         raise
     except ProposalError as exc:
-        bench.proposer = _who(proposer)
-        return unproposed(bench, parent, exc, choice)
-    bench.proposer = _who(proposer)
-    return run_proposal(bench, choice.incumbent, parent.commit, files, proposal, choice)
+        mine_bench.proposer = _who(proposer)
+        return unproposed(mine_bench, parent, exc, choice)
+    mine_bench.proposer = _who(proposer)
+    started = start_proposal(mine_bench, parent.commit, files, proposal, choice, started_on)
+    if isinstance(started, Experiment):  # rejected before it ran
+        return started
+
+    def job(b: Bench) -> Experiment:
+        return measure_proposal(started, choice.incumbent, proposal, choice)
+
+    crew.start(worker, job, choice)
+    return None
 
 
 def _who(proposer: Proposer) -> str:

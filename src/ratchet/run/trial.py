@@ -13,6 +13,32 @@ outcome: ledger first, then refs, so after a crash the ledger is the truth.
 How many samples, top-ups and re-measurements follow ``decide.sampling``; this
 module only carries them out.
 
+With N workers (``ratchet run --workers N``) every worker has its own
+``Bench`` (its worktree, executor and name) made by ``Bench.for_worker``; they
+share the history, the ledger, the repository, the lock and the incumbent
+sampler. The lock (``Bench.cond``) makes one owner of the ledger and of git at
+a time: a thread holds it all the time except while its executor runs a phase
+(``Bench.unlocked``) or it waits, so ledger rows, refs and the in-memory
+history change one trial at a time, in one process.
+
+The concurrent keep rule: a candidate is judged against the measurements of
+its own parent, the incumbent when it started. If the incumbent moved while it
+ran (another worker's keep) and it beats its parent, it is not kept: its
+change is re-applied on the new incumbent (a three-way merge of its commit,
+``Repo.merge_onto``) and measured again as a new experiment, "rebase of #id",
+whose parent is the new incumbent; the original is a ``discard`` whose reason
+says so ("beat its parent #p but the incumbent moved to #q; rebased as #r"). A
+merge conflict makes it a ``discard`` naming the conflicting files. So
+``ratchet/<tag>`` only fast-forwards under greedy. The rule applies to
+candidates built on and judged against the tag's incumbent (always under
+greedy; under tree when it expands the incumbent); an island's candidates are
+judged within their island, and other tree nodes against the best node, where
+``workspace.carry`` already keeps every keep in the branch's history.
+
+One incumbent sampler (``Sampler``) serves all workers: a re-measurement or
+top-up of a commit already being measured by another worker is not started
+again; the waiting worker reuses its sample.
+
 Pruning: with ``[prune] enabled``, a candidate's runs are watched by a
 ``Pruner`` against the incumbent's progress curve, read back from the
 incumbent's own ``run.log`` (its first sample; parsed once and cached). No
@@ -23,9 +49,11 @@ re-measurements are never watched.
 from __future__ import annotations
 
 import socket
+import threading
 from bisect import insort
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from statistics import fmean
@@ -44,6 +72,7 @@ from ..metrics import MetricParser, ProgressPoint
 from ..models import Experiment, Proposal, Usage, incumbent
 from ..observer import Observer
 from ..policies.base import Choice
+from ..safetext import printable
 from ..store.journal import write_journal
 from ..study import Study
 from .advice import baseline_advice
@@ -53,16 +82,69 @@ from .workspace import Workspace
 __all__ = [
     "BaselineFailed",
     "Bench",
+    "Sampler",
     "Trial",
     "baseline",
     "remeasure_incumbent",
     "run_proposal",
+    "start_proposal",
+    "measure_proposal",
     "unproposed",
 ]
 
 
 class BaselineFailed(ExperimentError):
     """The unmodified study did not produce a metric: nothing can be compared to it."""
+
+
+class Sampler:
+    """The incumbent's re-measurements, shared by every worker (see the module's notes).
+
+    ``flying`` holds the commits being measured again; a worker that needs the
+    same commit measured waits for that measurement and shares its sample
+    instead of starting its own.
+    """
+
+    def __init__(self) -> None:
+        self.flying: set[str] = set()
+        self._results: dict[str, list[float]] = {}  # what waiting workers receive
+
+    def busy(self, commit: str | None) -> bool:
+        return commit in self.flying
+
+    def claim(self, commit: str | None) -> None:
+        """Reserve ``commit``'s next measurement for a worker about to start it."""
+        self.flying.add(commit or "")
+
+    def remeasure(self, bench: Bench, target: Experiment, claimed: bool = False) -> list[float]:
+        """Measure ``target``'s commit once more, or share the measurement in flight.
+
+        Called with the bench's lock held; returns the new sample (none when it
+        failed). ``claimed``: the caller reserved it (``claim``) and measures it.
+        """
+        commit = target.commit or ""
+        if commit in self.flying and not claimed:
+            waiting = self._results.setdefault(commit, [])
+            while commit in self.flying:
+                bench.cond.wait()
+            return waiting[-1:] if waiting else []
+        self.flying.add(commit)
+        values: list[float] = []
+        try:
+            again = remeasure_incumbent(bench, target)
+            values = [again.metric] if again.metric is not None else []
+        finally:
+            self.flying.discard(commit)
+            waiting = self._results.pop(commit, None)
+            if waiting is not None:
+                waiting.extend(values)
+            bench.cond.notify_all()
+        return values
+
+
+def _loop_lock() -> threading.Condition:
+    """The lock that makes one owner of the ledger and git at a time (see the module)."""
+    return threading.Condition(threading.RLock())
 
 
 @dataclass
@@ -77,14 +159,39 @@ class Bench:
     worker: str = "w0"
     host: str = field(default_factory=socket.gethostname)
     history: list[Experiment] = field(default_factory=list)  # the whole study, every tag
+    cond: threading.Condition = field(default_factory=_loop_lock)
+    sampler: Sampler = field(default_factory=Sampler)
 
     @property
     def study(self) -> Study:
         return self.ws.study
 
+    def for_worker(self, ws: Workspace, executor: BaseExecutor, worker: str) -> Bench:
+        """Another worker's bench: its own worktree, executor and name; the rest shared."""
+        return replace(self, ws=ws, executor=executor, worker=worker)
+
+    @contextmanager
+    def unlocked(self) -> Iterator[None]:
+        """Let other workers own the ledger and git while this one waits on a phase.
+
+        A no-op for a caller that does not hold the lock (``ratchet try``, one worker).
+        """
+        try:
+            self.cond.release()
+        except RuntimeError:  # not held by this thread
+            yield
+            return
+        try:
+            yield
+        finally:
+            self.cond.acquire()
+
     def refresh(self) -> list[Experiment]:
-        """Read the history from the ledger: once per experiment (other tags may have moved)."""
-        self.history = self.ws.ledger.experiments()
+        """Read the history from the ledger: once per experiment (other tags may have moved).
+
+        In place: every worker's bench shares the one list.
+        """
+        self.history[:] = self.ws.ledger.experiments()
         return self.history
 
     def mine(self) -> list[Experiment]:
@@ -100,6 +207,8 @@ class Trial:
         self.id = exp_id
         self.commit = commit
         self.island: int | None = None  # whose island branch a keep also moves
+        self.diff: dict[str, int] = {}  # lines added and removed, files changed
+        self.started_on: Experiment | None = None  # the tag's incumbent when it was chosen
 
     @classmethod
     def start(
@@ -142,6 +251,7 @@ class Trial:
         )
         trial = cls(bench, exp_id, commit)
         trial.island = choice.island if choice else None
+        bench.observer.assigned(bench.worker, exp_id)
         return trial
 
     def candidate(self, seed: int) -> Candidate:
@@ -150,7 +260,8 @@ class Trial:
 
     def sample(self, seed: int, watch: Watch | None = None) -> Measurement:
         """Measure once with ``seed`` and record the sample; Ctrl-C during it stops the loop."""
-        m = self.bench.executor.measure(self.candidate(seed), watch=watch)
+        with self.bench.unlocked():
+            m = self.bench.executor.measure(self.candidate(seed), watch=watch)
         self.bench.ws.ledger.add_sample(
             self.id,
             seed=seed,
@@ -175,7 +286,8 @@ class Trial:
         never joins the experiment's samples.
         """
         bench = self.bench
-        m = bench.executor.confirm(self.candidate(0))
+        with bench.unlocked():
+            m = bench.executor.confirm(self.candidate(0))
         ok, why = protocol.confirm_verdict(
             bench.judge, m.status, m.metric, m.reason, reference, bench.study
         )
@@ -208,7 +320,9 @@ class Trial:
         ws.record_refs(self.id, self.commit, kept=outcome.status == "keep", island=self.island)
         ws.export()
         exp = ws.ledger.get(self.id)
-        insort(bench.history, exp, key=lambda e: e.id)  # a top-up finishes before its candidate
+        # a top-up finishes before its candidate; a row read while running is replaced
+        bench.history[:] = [e for e in bench.history if e.id != exp.id]
+        insort(bench.history, exp, key=lambda e: e.id)
         write_journal(
             ws.state_dir / "journal.md",
             bench.history,
@@ -242,9 +356,10 @@ def baseline(bench: Bench) -> Experiment:
     return exp
 
 
-def remeasure_incumbent(bench: Bench, current: Experiment | None = None) -> Experiment:
-    """Measure the incumbent's commit (or ``current``'s) once more, as its own row."""
-    current = current or incumbent(bench.mine())
+def remeasure_incumbent(bench: Bench, target: Experiment | None = None) -> Experiment:
+    """Measure the incumbent's commit (or ``target``'s) once more, as its own row (the
+    ledger is append-only). With several workers, go through ``bench.sampler``."""
+    current = target or incumbent(bench.mine())
     assert current is not None and current.commit is not None
     bench.ws.checkout(current.commit)
     description = f"re-measure incumbent #{current.id}"
@@ -297,9 +412,31 @@ def run_proposal(
     ``ratchet run`` builds on the node its policy chose (``base`` is that node's
     commit, ``parent`` the policy's incumbent to beat, ``choice`` the lineage
     recorded); ``ratchet try`` builds on the user's HEAD and judges against the
-    tag's incumbent.
+    tag's incumbent. With several workers the loop calls the two halves itself:
+    ``start_proposal`` on its own thread, ``measure_proposal`` on the worker's.
+    """
+    started = start_proposal(bench, base, files, proposal, choice)
+    if isinstance(started, Experiment):
+        return started
+    return measure_proposal(started, parent, proposal, choice)
+
+
+def start_proposal(
+    bench: Bench,
+    base: str,
+    files: dict[str, str],
+    proposal: Proposal,
+    choice: Choice | None = None,
+    started_on: Experiment | None = None,
+) -> Trial | Experiment:
+    """Verify, dedupe, commit and write the ``running`` row: the started ``Trial``, or the
+    finished row of a proposal rejected before it ran (it costs no budget).
+
+    ``started_on``: the tag's incumbent when the parent was chosen (default: now),
+    what the concurrent keep rule compares with when the candidate is judged.
     """
     ws = bench.ws
+    started_on = started_on or incumbent(bench.mine())
     patch = normalized_patch(files, proposal.edits)
     program = program_sha(files, proposal.edits)
     rejection = verify(proposal, ws.study, files) or dedupe(patch, bench.history, program)
@@ -313,15 +450,99 @@ def run_proposal(
         bench, parent=base, commit=commit, description=proposal.description, proposal=proposal,
         meta=meta, proposed=True, choice=choice,
     )  # fmt: skip
+    trial.diff, trial.started_on = diff, started_on
     if rejection or link:
         reason = f"{rejection.stage}: {rejection.reason}" if rejection else f"{link} is a symlink"
         return trial.finish(Outcome("rejected", None, reason))
+    return trial
+
+
+def measure_proposal(
+    trial: Trial, parent: Experiment, proposal: Proposal, choice: Choice | None = None
+) -> Experiment:
+    """Smoke, measure and judge a started proposal against ``parent``; finish its row."""
+    return _try(trial, parent, trial.commit or "", trial.diff, proposal, choice)
+
+
+def _try(
+    trial: Trial,
+    parent: Experiment,
+    base: str,
+    diff: dict[str, int],
+    proposal: Proposal,
+    choice: Choice | None,
+) -> Experiment:
+    """Smoke, measure and judge a started trial; a keep whose incumbent moved is rebased."""
+    bench = trial.bench
     bench.observer.experiment_started(trial.id, proposal.description)
-    smoke = bench.executor.smoke(trial.candidate(0))
+    with bench.unlocked():
+        smoke = bench.executor.smoke(trial.candidate(0))
     if smoke is not None and smoke.status != "ok":
         status = "crash" if smoke.status in ("rejected", "pruned") else smoke.status
         return trial.finish(Outcome(status, None, f"smoke: {smoke.reason}", smoke.duration_s))
-    return trial.finish(_measure_candidate(trial, parent, base, diff))
+    outcome = _measure_candidate(trial, parent, base, diff)
+    moved = _moved(bench, parent, trial.started_on, choice) if outcome.status == "keep" else None
+    if moved is None:
+        return trial.finish(outcome)
+    return _rebase(trial, outcome, parent, moved, proposal, choice)
+
+
+def _moved(
+    bench: Bench, parent: Experiment, started_on: Experiment | None, choice: Choice | None
+) -> Experiment | None:
+    """The new incumbent, when the candidate was built on and judged against the tag's
+    incumbent and another worker's keep replaced it meanwhile (the concurrent keep
+    rule); else None."""
+    if started_on is None or choice is not None and (
+        choice.island is not None or choice.parent.id != started_on.id
+    ):
+        return None
+    now = incumbent(bench.mine())
+    if parent.id != started_on.id or now is None or now.id == started_on.id:
+        return None
+    return now
+
+
+def _rebase(
+    trial: Trial,
+    outcome: Outcome,
+    parent: Experiment,
+    now: Experiment,
+    proposal: Proposal,
+    choice: Choice | None,
+) -> Experiment:
+    """Re-apply a keep on the incumbent that replaced its parent, as a new experiment.
+
+    The original is finished as a ``discard`` that names what happened; the
+    rebase is measured (and judged against the new incumbent) by the same
+    worker. A merge that conflicts ends there, with the files named.
+    """
+    bench, ws = trial.bench, trial.bench.ws
+    beat = f"beat its parent #{parent.id} ({outcome.reason}) but the incumbent moved to #{now.id}"
+    assert trial.commit is not None and now.commit is not None
+    title = f"rebase of #{trial.id}: {printable(proposal.description)}"
+    message = f"{title}\n\nRatchet-Tag: {ws.tag}\n"
+    merged, conflicts = ws.repo.merge_onto(trial.commit, now.commit, message)
+    if merged is None:
+        why = f"{beat}; re-applying it there conflicts in {', '.join(conflicts) or 'its files'}"
+        return trial.finish(Outcome("discard", outcome.metric, why, outcome.seconds))
+    lines = ws.repo.diff_stat(now.commit, merged)
+    if not lines[2]:
+        why = f"{beat}, which already has its change"
+        return trial.finish(Outcome("discard", outcome.metric, why, outcome.seconds))
+    ws.checkout(merged)
+    diff = {"added": lines[0], "removed": lines[1], "files": lines[2]}
+    on_now = Choice(now, now, choice.kind if choice else "improve", reason=title)
+    again = Trial.start(
+        bench, parent=now.commit, commit=merged,
+        description=f"rebase of #{trial.id}: {proposal.description}",
+        proposal=proposal, meta={"diff": diff, "rebase_of": trial.id}, proposed=True,
+        choice=on_now,
+    )  # fmt: skip
+    again.diff, again.started_on = diff, now
+    reason = f"{beat}; rebased as #{again.id}"
+    trial.finish(Outcome("discard", outcome.metric, reason, outcome.seconds))
+    return _try(again, now, now.commit, diff, proposal, on_now)
 
 
 def _measure_candidate(
@@ -371,17 +592,21 @@ def _sample_until_decided(
     alongside: list[float] = []
     seconds = 0.0
     while True:
+        if top_ups and not interleave:  # samples other workers took meanwhile count too
+            shared = protocol.reference(bench.mine(), parent)
+            if len(shared) > len(reference):
+                reference[:] = shared
         turn = protocol.next_sample(
             samples, alongside, reference, interleave=interleave, exact=not top_ups
         )
         if turn == "incumbent":
-            again = remeasure_incumbent(bench, parent)
+            again = bench.sampler.remeasure(bench, parent)  # shared by every worker
             bench.ws.checkout(trial.commit or base)
-            if again.metric is None:
+            if not again:
                 interleave = top_ups = False
             else:
-                reference.append(again.metric)
-                alongside.append(again.metric)
+                reference.extend(again)
+                alongside.append(again[-1])
         else:
             m = trial.sample(len(samples), pruner() if pruner else None)
             seconds += m.duration_s

@@ -26,7 +26,8 @@ import fcntl
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +48,7 @@ __all__ = [
     "Workspace",
     "check_tag",
     "fresh_worktree",
+    "worktree_path",
     "carry",
     "island_branch",
     "open_ledger",
@@ -116,7 +118,9 @@ class Workspace:
         tag: str,
         observer: Observer | None = None,
         budget: float | None = None,
+        workers: int = 1,
     ) -> Workspace:
+        """Open (and repair) the tag's state; the worktree is worker w0's (``worktree_path``)."""
         observer = observer or Observer()
         repo = Repo.discover(study.root)
         repo.head()
@@ -128,7 +132,8 @@ class Workspace:
         study_rel = study.root.relative_to(repo.root.resolve()).as_posix()
         try:
             head = _reconcile(repo, ledger, tag, observer)
-            worktree = fresh_worktree(repo, state / "worktrees" / tag, head, observer)
+            _switch_layout(repo, state / "worktrees" / tag, workers)
+            worktree = fresh_worktree(repo, worktree_path(state, tag, 0, workers), head, observer)
             workspace = cls(
                 study, tag, repo, ledger, worktree, study_rel, {}, lock, observer, budget
             )
@@ -143,6 +148,14 @@ class Workspace:
     def close(self) -> None:
         self.ledger.close()
         self._lock.close()
+
+    def for_worker(self, index: int, workers: int) -> Workspace:
+        """Worker ``index``'s view: the same tag, ledger and repository, its own worktree."""
+        if index == 0:
+            return self
+        path = worktree_path(self.state_dir, self.tag, index, workers)
+        head = self.repo.rev(self.branch_ref) or self.repo.head()
+        return replace(self, worktree=fresh_worktree(self.repo, path, head, self.observer))
 
     def experiments(self) -> list[Experiment]:
         """This tag's experiments, oldest first."""
@@ -403,6 +416,43 @@ def pin_changes(
         else:
             changes.append(f"protected file {key} changed")
     return changes
+
+
+def worktree_path(state: Path, tag: str, index: int, workers: int) -> Path:
+    """Where worker ``index`` builds its candidates: ``worktrees/<tag>`` for a lone worker
+    (as ever), ``worktrees/<tag>/w<k>`` for each of several."""
+    root = state / "worktrees" / tag
+    return root if workers == 1 else root / f"w{index}"
+
+
+def _switch_layout(repo: Repo, root: Path, workers: int) -> None:
+    """Remove the other layout's worktrees when the number of workers changes between runs.
+
+    One worker uses ``worktrees/<tag>`` itself as its worktree; several use
+    ``worktrees/<tag>/w<k>``, which must not sit inside a worktree (a reset
+    would clean them away). Worktrees hold nothing recorded: every experiment's
+    code is a commit.
+    """
+    single = (root / ".git").is_file()
+    if not root.exists() or single == (workers == 1):
+        return
+    stale = [root] if single else [p for p in root.iterdir() if (p / ".git").is_file()]
+    for path in stale:
+        if path == root:
+            for child in root.iterdir():
+                _remove_tree(child)
+        else:
+            _remove_tree(path)
+    repo.prune_worktrees()
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a file or directory (best effort: a worktree that resists is replaced later)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def fresh_worktree(
