@@ -119,27 +119,29 @@ class Sampler:
     def remeasure(self, bench: Bench, target: Experiment, claimed: bool = False) -> list[float]:
         """Measure ``target``'s commit once more, or share the measurement in flight.
 
-        Called with the bench's lock held; returns the new sample (none when it
-        failed). ``claimed``: the caller reserved it (``claim``) and measures it.
+        Takes the bench's lock (``ratchet try`` does not hold it; a worker does);
+        returns the new sample (none when it failed). ``claimed``: the caller
+        reserved it (``claim``) and measures it.
         """
-        commit = target.commit or ""
-        if commit in self.flying and not claimed:
-            waiting = self._results.setdefault(commit, [])
-            while commit in self.flying:
-                bench.cond.wait()
-            return waiting[-1:] if waiting else []
-        self.flying.add(commit)
-        values: list[float] = []
-        try:
-            again = remeasure_incumbent(bench, target)
-            values = [again.metric] if again.metric is not None else []
-        finally:
-            self.flying.discard(commit)
-            waiting = self._results.pop(commit, None)
-            if waiting is not None:
-                waiting.extend(values)
-            bench.cond.notify_all()
-        return values
+        with bench.cond:
+            commit = target.commit or ""
+            if commit in self.flying and not claimed:
+                waiting = self._results.setdefault(commit, [])
+                while commit in self.flying:
+                    bench.cond.wait()
+                return waiting[-1:] if waiting else []
+            self.flying.add(commit)
+            values: list[float] = []
+            try:
+                again = remeasure_incumbent(bench, target)
+                values = [again.metric] if again.metric is not None else []
+            finally:
+                self.flying.discard(commit)
+                waiting = self._results.pop(commit, None)
+                if waiting is not None:
+                    waiting.extend(values)
+                bench.cond.notify_all()
+            return values
 
 
 def _loop_lock() -> threading.Condition:
@@ -175,16 +177,21 @@ class Bench:
         """Let other workers own the ledger and git while this one waits on a phase.
 
         A no-op for a caller that does not hold the lock (``ratchet try``, one worker).
+        The lock is re-entrant (the shared sampler takes it again), so every level
+        this thread holds is let go, and taken back after.
         """
-        try:
-            self.cond.release()
-        except RuntimeError:  # not held by this thread
-            yield
-            return
+        held = 0
+        while True:
+            try:
+                self.cond.release()
+            except RuntimeError:  # no (more) level held by this thread
+                break
+            held += 1
         try:
             yield
         finally:
-            self.cond.acquire()
+            for _ in range(held):
+                self.cond.acquire()
 
     def refresh(self) -> list[Experiment]:
         """Read the history from the ledger: once per experiment (other tags may have moved).
