@@ -23,6 +23,7 @@ from ratchet.execute.phases import Candidate, Measurement
 from ratchet.models import Experiment, incumbent
 from ratchet.observer import Observer
 from ratchet.proposers import ReplayProposer
+from ratchet.run.trial import MAX_REBASES
 from ratchet.store.ledger import Ledger
 
 FILES = ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt", "f.txt"]
@@ -199,6 +200,7 @@ def test_many_workers_and_many_keeps_never_drop_a_kept_commit(tmp_path: Path) ->
     for rebase in rebases:  # each original says what became of it
         original = next(e for e in rows if rebase.description.startswith(f"rebase of #{e.id}:"))
         assert original.status == "discard" and f"rebased as #{rebase.id}" in original.reason
+        assert rebase.description.count("rebase of #") <= MAX_REBASES  # no endless chase
     # the kept metrics only ever improve, in the order they were kept
     assert [e.metric for e in kept] == sorted((e.metric for e in kept), reverse=True)
     workers = {e.worker for e in rows if e.description.startswith("p")}

@@ -163,9 +163,8 @@ def _crew(
             return executor
         if pool is not None:
             return pool.executors[k]
-        slot = slots[k] if len(slots) > 1 else None
         return make_executor(
-            ws.study, pinned=ws.pinned, observer=observer, budget=ws.budget, slot=slot
+            ws.study, pinned=ws.pinned, observer=observer, budget=ws.budget, slot=slots[k]
         )
 
     first = Bench(ws, executor_of(0), judge, observer, proposer=proposer.name, worker=slots[0].name)
@@ -173,7 +172,15 @@ def _crew(
         first.for_worker(ws.for_worker(k, len(slots)), executor_of(k), slots[k].name)
         for k in range(1, len(slots))
     ]
-    return Crew(benches, interrupt=pool.interrupt if pool is not None else None)
+    if pool is not None:
+        return Crew(benches, interrupt=pool.interrupt)
+
+    def interrupt() -> None:  # executors that run elsewhere (Ray) stop their samples
+        for bench in benches:
+            if stop := getattr(bench.executor, "interrupt", None):
+                stop()
+
+    return Crew(benches, interrupt=interrupt)
 
 
 @dataclass

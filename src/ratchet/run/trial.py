@@ -93,6 +93,9 @@ __all__ = [
 ]
 
 
+MAX_REBASES = 2  # re-applications of one change on a newer incumbent (the keep rule)
+
+
 class BaselineFailed(ExperimentError):
     """The unmodified study did not produce a metric: nothing can be compared to it."""
 
@@ -216,6 +219,7 @@ class Trial:
         self.island: int | None = None  # whose island branch a keep also moves
         self.diff: dict[str, int] = {}  # lines added and removed, files changed
         self.started_on: Experiment | None = None  # the tag's incumbent when it was chosen
+        self.rebases = 0  # how many times this change was re-applied on a newer incumbent
 
     @classmethod
     def start(
@@ -526,6 +530,9 @@ def _rebase(
     """
     bench, ws = trial.bench, trial.bench.ws
     beat = f"beat its parent #{parent.id} ({outcome.reason}) but the incumbent moved to #{now.id}"
+    if trial.rebases >= MAX_REBASES:  # a busy tag would otherwise chase its incumbent forever
+        why = f"{beat}; not re-applied again after {trial.rebases} rebases"
+        return trial.finish(Outcome("discard", outcome.metric, why, outcome.seconds))
     assert trial.commit is not None and now.commit is not None
     title = f"rebase of #{trial.id}: {printable(proposal.description)}"
     message = f"{title}\n\nRatchet-Tag: {ws.tag}\n"
@@ -546,7 +553,7 @@ def _rebase(
         proposal=proposal, meta={"diff": diff, "rebase_of": trial.id}, proposed=True,
         choice=on_now,
     )  # fmt: skip
-    again.diff, again.started_on = diff, now
+    again.diff, again.started_on, again.rebases = diff, now, trial.rebases + 1
     reason = f"{beat}; rebased as #{again.id}"
     trial.finish(Outcome("discard", outcome.metric, reason, outcome.seconds))
     return _try(again, now, now.commit, diff, proposal, on_now)
