@@ -16,6 +16,8 @@ from conftest import make_repo, ratchet
 
 from ratchet import RunOptions, load_study, run_study
 from ratchet.decide.judge import make_judge
+from ratchet.decide.sampling import judged_reference
+from ratchet.models import incumbent
 from ratchet.proposers import ReplayProposer
 from ratchet.store.ledger import Ledger
 
@@ -78,10 +80,15 @@ def _run(
     )
     study = load_study(root)
     judge = make_judge(study.decision, study.metric.name)
-    run_study(study, ReplayProposer(write_replay([NO_OP])), judge, RunOptions(max_experiments=1))
+    summary = run_study(
+        study, ReplayProposer(write_replay([NO_OP])), judge, RunOptions(max_experiments=1)
+    )
     ledger = Ledger(root / ".ratchet" / "ledger.sqlite")
     try:
-        return ledger.experiments(), log.read_text(), root
+        exps = ledger.experiments()
+        best = incumbent(exps)
+        assert best is not None and summary.best == judged_reference(exps, best)  # one best
+        return exps, log.read_text(), root
     finally:
         ledger.close()
 

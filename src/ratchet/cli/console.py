@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from ..decide.sampling import judged_reference
 from ..models import KEPT, ROUTINE, STATUSES, Experiment, incumbent
 from ..observer import Observer
 from ..safetext import clip, printable
@@ -92,8 +93,8 @@ class ConsoleObserver(Observer):
         self.console = console
         self.study = study
         self.counts = Counter(e.status for e in history)
-        best = incumbent(history)
-        self.best = best.metric if best else None
+        self.history = list(history)
+        self.best = _judged_best(self.history)
         self.baseline = next((e.metric for e in history if e.status == "baseline"), None)
         self.flights: dict[int, _Flight] = {}
         # Each worker's experiments, innermost last: a re-measurement a candidate's trial takes
@@ -165,8 +166,9 @@ class ConsoleObserver(Observer):
     def experiment_finished(self, experiment: Experiment) -> None:
         with self._lock:
             self.counts[experiment.status] += 1
-            if experiment.status in KEPT:
-                self.best = experiment.metric
+            self.history.append(experiment)
+            if experiment.status in KEPT or experiment.status == "remeasure":
+                self.best = _judged_best(self.history)
                 self.baseline = self.baseline if self.baseline is not None else experiment.metric
             self.flights.pop(experiment.id, None)
             for held in self.workers.values():
@@ -290,3 +292,9 @@ class ConsoleObserver(Observer):
     def _clock(flight: _Flight, now: float) -> str:
         """Elapsed against the phase's budget: ``12.3/60 s``."""
         return f"{max(0.0, now - flight.since):5.1f}/{flight.budget:g} s"
+
+
+def _judged_best(history: list[Experiment]) -> float | None:
+    """The best as the judge sees it: the mean of all the incumbent's samples."""
+    best = incumbent(history)
+    return judged_reference(history, best) if best else None

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..decide.judge import Judge
-from ..decide.sampling import remeasure_due
+from ..decide.sampling import judged_reference, remeasure_due
 from ..errors import ProposalError, ProposalsExhausted, RatchetError
 from ..execute.base import BaseExecutor
 from ..execute.factory import make_executor
@@ -96,7 +96,7 @@ class RunSummary:
     ran: int
     kept: int
     baseline: float | None
-    best: float | None  # the incumbent's metric (``models.incumbent``)
+    best: float | None  # what candidates are judged against (``sampling.judged_reference``)
     stopped: str
 
 
@@ -380,6 +380,6 @@ def _summary(ws: Workspace, ran: int, stopped: str) -> RunSummary:
         ran=ran,
         kept=sum(e.status == "keep" for e in exps),
         baseline=next((e.metric for e in exps if e.status == "baseline"), None),
-        best=best.metric if best else None,
+        best=judged_reference(exps, best) if best else None,
         stopped=stopped,
     )
