@@ -26,8 +26,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..decide.judge import Judge
+from ..execute.base import BaseExecutor
+from ..execute.factory import make_executor
+from ..execute.isolated import Pool
+from ..execute.resources import Slot
+from ..observer import Observer
 from ..policies.base import Choice
+from ..proposers.base import Proposer
 from .trial import Bench
+from .workspace import Workspace
 
 __all__ = ["Crew", "Worker"]
 
@@ -56,6 +64,45 @@ class Crew:
         self.cond = benches[0].cond
         self.error: BaseException | None = None
         self._interrupt = interrupt or (lambda: None)
+
+    @classmethod
+    def assemble(
+        cls,
+        ws: Workspace,
+        slots: list[Slot],
+        judge: Judge,
+        observer: Observer,
+        proposer: Proposer,
+        executor: BaseExecutor | None,
+        pool: Pool | None,
+    ) -> Crew:
+        """One bench per worker slot: its worktree and executor; the rest shared."""
+
+        def executor_of(k: int) -> BaseExecutor:
+            if executor is not None:
+                return executor
+            if pool is not None:
+                return pool.executors[k]
+            return make_executor(
+                ws.study, pinned=ws.pinned, observer=observer, budget=ws.budget, slot=slots[k]
+            )
+
+        first = Bench(
+            ws, executor_of(0), judge, observer, proposer=proposer.name, worker=slots[0].name
+        )
+        benches = [first] + [
+            first.for_worker(ws.for_worker(k, len(slots)), executor_of(k), slots[k].name)
+            for k in range(1, len(slots))
+        ]
+        if pool is not None:
+            return cls(benches, interrupt=pool.interrupt)
+
+        def interrupt() -> None:  # executors that run elsewhere (Ray) stop their samples
+            for bench in benches:
+                if stop := getattr(bench.executor, "interrupt", None):
+                    stop()
+
+        return cls(benches, interrupt=interrupt)
 
     @property
     def inline(self) -> bool:

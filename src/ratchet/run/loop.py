@@ -53,9 +53,8 @@ from ..decide.judge import Judge
 from ..decide.sampling import judged_reference, remeasure_due
 from ..errors import ProposalError, ProposalsExhausted, RatchetError
 from ..execute.base import BaseExecutor
-from ..execute.factory import make_executor
 from ..execute.isolated import Pool
-from ..execute.resources import Slot, plan_slots
+from ..execute.resources import plan_slots
 from ..models import BROKE, Context, Experiment, incumbent
 from ..observer import Observer
 from ..policies import Choice, Policy, make_policy
@@ -129,7 +128,7 @@ def run_study(
     try:
         if executor is None and len(slots) > 1 and study.execute.backend == "local":
             pool = Pool(study, workspace.pinned, observer, options.budget, slots)
-        crew = _crew(workspace, slots, judge, observer, proposer, executor, pool)
+        crew = Crew.assemble(workspace, slots, judge, observer, proposer, executor, pool)
         policy = policy or make_policy(study.search, study.metric.goal)
         summary = _loop(crew, proposer, policy, options)
     except BaseException:
@@ -145,42 +144,6 @@ def run_study(
         if pool is not None:
             pool.close()
         workspace.close()
-
-
-def _crew(
-    ws: Workspace,
-    slots: list[Slot],
-    judge: Judge,
-    observer: Observer,
-    proposer: Proposer,
-    executor: BaseExecutor | None,
-    pool: Pool | None,
-) -> Crew:
-    """One bench per worker slot: its worktree and executor; the rest shared."""
-
-    def executor_of(k: int) -> BaseExecutor:
-        if executor is not None:
-            return executor
-        if pool is not None:
-            return pool.executors[k]
-        return make_executor(
-            ws.study, pinned=ws.pinned, observer=observer, budget=ws.budget, slot=slots[k]
-        )
-
-    first = Bench(ws, executor_of(0), judge, observer, proposer=proposer.name, worker=slots[0].name)
-    benches = [first] + [
-        first.for_worker(ws.for_worker(k, len(slots)), executor_of(k), slots[k].name)
-        for k in range(1, len(slots))
-    ]
-    if pool is not None:
-        return Crew(benches, interrupt=pool.interrupt)
-
-    def interrupt() -> None:  # executors that run elsewhere (Ray) stop their samples
-        for bench in benches:
-            if stop := getattr(bench.executor, "interrupt", None):
-                stop()
-
-    return Crew(benches, interrupt=interrupt)
 
 
 @dataclass
