@@ -24,12 +24,14 @@ processes on a shared machine take cores from the experiments.
                                   [--skip-cpu] [--rule-workers 4] [--sandbox process]
 
 ``--backend`` may be repeated; each backend gets its rows in the one table
-(``[execute] backend`` of the study; ``ray`` where that backend is installed).
+(``[execute] backend`` of the study; ``ray`` runs on a two-node Ray cluster this
+script starts on 127.0.0.1, where that backend is installed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -38,6 +40,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,6 +223,35 @@ def cpu_bound(args: argparse.Namespace, scratch: Path) -> None:
     print(f"  wall time N=2 / N=1: {walls[2] / walls[1]:.2f} (ideal on two idle cores: 0.50)")
 
 
+@contextlib.contextmanager
+def _ray_cluster(wanted: bool, args: argparse.Namespace) -> Iterator[None]:
+    """A two-node Ray cluster on 127.0.0.1 for the ``ray`` rows (``RAY_ADDRESS`` names it):
+    a head that runs nothing and two nodes with CPUs for half the largest N each."""
+    if not wanted:
+        yield
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when Ray is imported
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.cluster_utils import Cluster
+
+    per_node = max(1, (max(args.workers) + 1) // 2)
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
+    )
+    try:
+        cluster.add_node(num_cpus=per_node)
+        cluster.add_node(num_cpus=per_node)
+        cluster.wait_for_nodes()
+        assert cluster.gcs_address.startswith("127."), cluster.gcs_address
+        os.environ["RAY_ADDRESS"] = cluster.address
+        yield
+    finally:
+        import ray
+
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -233,7 +265,7 @@ def main() -> None:
     parser.add_argument("--sandbox", default="process")
     args = parser.parse_args()
     args.backend = args.backend or ["local"]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _ray_cluster("ray" in args.backend, args):
         scratch = Path(tmp)
         sleep_bound(args, scratch)
         keep_rule(args, scratch)
