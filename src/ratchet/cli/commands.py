@@ -560,14 +560,20 @@ def _repo_line(study: Study) -> str:
 
 
 def _proposer_line(study: Study) -> str:
-    if study.proposer.kind == "llm":
-        from ..proposers.llm import check_endpoint
+    """Each configured proposer ([[proposer]] tables: every member, each with its settings)."""
+    lines = []
+    for spec in study.proposers:
+        own = study.model_copy(update={"proposer": spec})
+        if spec.kind == "llm":
+            from ..proposers.llm import check_endpoint
 
-        return check_endpoint(study)
-    if study.proposer.kind == "replay" and not study.proposer.replay:
-        return "replay (pass --replay FILE to `ratchet run`)"
-    make_proposer(study)
-    return study.proposer.kind
+            lines.append(check_endpoint(own))
+        elif spec.kind == "replay" and not spec.replay:
+            lines.append("replay (pass --replay FILE to `ratchet run`)")
+        else:
+            make_proposer(own, spec.kind)
+            lines.append(spec.kind)
+    return "; ".join(lines)
 
 
 def _ledger_line(study: Study) -> str:
