@@ -8,6 +8,7 @@ other part receives the ``Study``. Anything wrong with the file ends in a
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -240,7 +241,14 @@ class SearchSpec(_Section):
 
 
 class ProposerSpec(_Section):
+    """One proposer's settings: the ``[proposer]`` table, or one of several ``[[proposer]]``
+    tables (an ensemble whose members take turns, each with its own settings)."""
+
     kind: Literal["mutate", "sweep", "llm", "agent", "replay"] = "mutate"
+    # [[proposer]] members: the name the ledger records (default: the kind) and the
+    # bandit's prior (relative: only the ratios between members matter; see ensemble.py)
+    name: str | None = Field(default=None, min_length=1, max_length=40, pattern=r"^[\w.:-]+$")
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     replay: str | None = None
     max_changes: int = Field(default=3, ge=1, le=10)
     # llm
@@ -365,10 +373,16 @@ class Study(BaseModel):
     decision: DecisionSpec
     prune: PruneSpec
     confirm: ConfirmSpec | None = None
-    proposer: ProposerSpec
+    proposer: ProposerSpec  # the first [[proposer]] table when there are several
     search: SearchSpec = SearchSpec()
     execute: ExecuteSpec = ExecuteSpec()
     resources: ResourcesSpec = ResourcesSpec()
+    members: tuple[ProposerSpec, ...] = ()  # the [[proposer]] tables; () with one [proposer]
+
+    @property
+    def proposers(self) -> tuple[ProposerSpec, ...]:
+        """Every configured proposer: the ``[[proposer]]`` tables, else the one ``[proposer]``."""
+        return self.members or (self.proposer,)
 
     @property
     def config_path(self) -> Path:
@@ -474,13 +488,27 @@ def load_study(directory: Path) -> Study:
             f"{path} not found — run `ratchet init {directory}` or pass the study directory"
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        if _mixes_proposer_tables(text):
+            raise ConfigError(
+                f"{path}: [proposer] and [[proposer]] are both used — keep one form: a single"
+                " [proposer] table, or one [[proposer]] table per proposer of an ensemble"
+            ) from None
         raise ConfigError(f"{path}: invalid TOML ({exc}) — fix the syntax") from None
+    members = _proposer_tables(path, data)
+    if members:
+        data = {key: value for key, value in data.items() if key != "proposer"}
     try:
         parsed = _StudyFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
+    if "weight" in parsed.proposer.model_fields_set:
+        raise ConfigError(
+            f"{path}: [proposer] weight only applies to an ensemble — drop it, or write one"
+            " [[proposer]] table per proposer, each with its weight"
+        )
     study = Study(
         root=root,
         name=parsed.study.name,
@@ -494,15 +522,53 @@ def load_study(directory: Path) -> Study:
         decision=parsed.decision,
         prune=parsed.prune,
         confirm=parsed.confirm,
-        proposer=parsed.proposer,
+        proposer=members[0] if members else parsed.proposer,
         search=parsed.search,
         execute=parsed.execute,
         resources=parsed.resources,
+        members=tuple(members),
     )
     _check_phases(path, study)
     _check_files(path, study)
     _check_constraints(path, study)
     return study
+
+
+def _mixes_proposer_tables(text: str) -> bool:
+    """Both ``[proposer]`` and ``[[proposer]]`` headers (TOML refuses it, cryptically)."""
+    single = re.search(r"^\s*\[\s*proposer\s*\]", text, re.MULTILINE)
+    array = re.search(r"^\s*\[\[\s*proposer\s*\]\]", text, re.MULTILINE)
+    return bool(single and array)
+
+
+def _proposer_tables(path: Path, data: dict) -> list[ProposerSpec]:
+    """The ``[[proposer]]`` tables, validated one by one (empty with a ``[proposer]`` table).
+
+    Each member names itself in the ledger: by its kind, or by ``name`` when two
+    members share a kind (two models, say), so the bandit can tell them apart.
+    """
+    tables = data.get("proposer")
+    if not isinstance(tables, list):
+        return []
+    if not tables:
+        raise ConfigError(f"{path}: proposer = [] names no proposer — add a [[proposer]] table")
+    members: list[ProposerSpec] = []
+    for number, table in enumerate(tables, 1):
+        label = f"[[proposer]] table {number}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {label} is not a table — write [[proposer]] kind = ...")
+        try:
+            members.append(ProposerSpec.model_validate(table))
+        except ValidationError as exc:
+            raise ConfigError(_describe(path, exc, label=label)) from None
+    names = [m.name or m.kind for m in members]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(
+                f"{path}: two [[proposer]] tables are both named {name!r} — give each its"
+                ' own name, e.g. name = "llm-small" and name = "llm-large"'
+            )
+    return members
 
 
 def _check_constraints(path: Path, study: Study) -> None:
@@ -600,13 +666,20 @@ _EXAMPLES = {
 }
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
-    """Turn pydantic's first error into one sentence naming the key and the fix."""
+def _describe(path: Path, exc: ValidationError, label: str = "") -> str:
+    """Turn pydantic's first error into one sentence naming the key and the fix.
+
+    ``label``: the table the model was validated from, when it is not the whole
+    file (``[[proposer]] table 2``); the error's location is then a key in it.
+    """
     err = exc.errors()[0]
     loc = [str(part) for part in err["loc"]]
     kind = err["type"]
+    if label:
+        loc = ["", *loc]
     section = loc[0] if loc else ""
-    key = f"[{section}] {'.'.join(loc[1:])}".strip() if len(loc) > 1 else f"[{section}]"
+    head = label or f"[{section}]"
+    key = f"{head} {'.'.join(loc[1:])}".strip() if len(loc) > 1 else head
     if kind == "extra_forbidden" and len(loc) == 1:
         return (
             f"{path}: unknown section [{section}] — remove it"
@@ -627,6 +700,13 @@ def _describe(path: Path, exc: ValidationError) -> str:
         )
     if section == "resources" and len(loc) == 2 and loc[1] in _RESOURCE_HINTS:
         return f"{path}: {key} = {err.get('input')!r} is not allowed — {_RESOURCE_HINTS[loc[1]]}"
+    if kind in ("greater_than", "finite_number", "float_parsing", "float_type") and loc[-1] == (
+        "weight"
+    ):
+        return (
+            f"{path}: {key} must be a positive number, got {err.get('input')!r} — weights are"
+            " relative: weight = 2 starts with twice the expected keep rate of weight = 1"
+        )
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {key} = {err.get('input')!r} is not allowed — use one of {expected}"

@@ -24,7 +24,7 @@ from ..errors import RatchetError
 from ..execute.sandbox import describe
 from ..git.repo import Repo
 from ..models import Experiment
-from ..proposers import make_proposer
+from ..proposers import make_proposer, spec_for
 from ..removal import remove_tree
 from ..run.workspace import ABANDONED_DIR, IN_PLACE, STATE_DIR
 from ..safetext import counted, printable
@@ -162,20 +162,22 @@ def _repo_line(study: Study) -> str:
 
 
 def _proposer_line(study: Study, args: argparse.Namespace) -> str:
-    """The proposer(s) named with --proposer, else the configured one, as ``run`` builds them;
-    the llm proposer's endpoint is asked for its models."""
-    kinds = args.proposer or [study.proposer.kind]
+    """The proposer(s) named with --proposer, else every configured one ([[proposer]]
+    tables: each with its own settings), as ``run`` builds them; an llm proposer's
+    endpoint is asked for its models."""
+    specs = [spec_for(study, kind) for kind in args.proposer] if args.proposer else study.proposers
     lines = []
-    for kind in kinds:
-        if kind == "llm":
+    for spec in specs:
+        own = study.model_copy(update={"proposer": spec})
+        if spec.kind == "llm":
             from ..proposers.llm import check_endpoint
 
-            lines.append(check_endpoint(study, args.model))
-        elif kind == "replay" and not (args.replay or study.proposer.replay):
+            lines.append(check_endpoint(own, args.model))
+        elif spec.kind == "replay" and not (args.replay or spec.replay):
             lines.append("replay (pass --replay FILE to `ratchet run`)")
         else:
-            make_proposer(study, kind, args.replay, model=args.model)
-            lines.append(kind)
+            make_proposer(own, spec.kind, args.replay)
+            lines.append(spec.kind)
     return "; ".join(lines)
 
 

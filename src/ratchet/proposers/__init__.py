@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError, ProposalError
-from ..study import Study
+from ..study import ProposerSpec, Study
 from .agent import AgentProposer, make_agent_proposer
 from .base import Proposer
 from .ensemble import EnsembleProposer
@@ -23,6 +23,7 @@ __all__ = [
     "SweepProposer",
     "EnsembleProposer",
     "make_proposer",
+    "spec_for",
 ]
 
 
@@ -32,24 +33,49 @@ def make_proposer(
     replay: Path | None = None,
     model: str | None = None,
 ) -> Proposer:
-    """The proposer named on the command line, else the one in ``[proposer] kind``.
+    """The proposers named on the command line, else those of ratchet.toml.
 
-    Several names (``--proposer llm --proposer sweep``) make an ``EnsembleProposer``.
+    ratchet.toml has one ``[proposer]`` table or several ``[[proposer]]`` tables;
+    several proposers (tables, or ``--proposer llm --proposer sweep``) make an
+    ``EnsembleProposer`` whose bandit takes each table's ``weight`` as its prior.
+    ``--proposer`` overrides the file: each kind named keeps the settings (and
+    weight) of the file's table of that kind, else the first table's settings.
     """
-    if isinstance(kind, list) and len(kind) > 1:
-        if len(set(kind)) < len(kind):
-            raise ConfigError(
-                f"--proposer names a proposer twice ({', '.join(kind)}) — name each once"
-            )
-        if model and "llm" not in kind:
-            raise ConfigError("--model applies to the llm proposer, not these — drop --model")
-        members = [make_proposer(study, k, replay, model if k == "llm" else None) for k in kind]
-        return EnsembleProposer(members, prior_seconds=study.run.budget)
-    if isinstance(kind, list):
-        kind = kind[0] if kind else None
-    kind = kind or study.proposer.kind
-    if model and kind != "llm":
-        raise ConfigError(f"--model applies to the llm proposer, not {kind} — drop --model")
+    kinds = [kind] if isinstance(kind, str) else list(kind or [])
+    if len(set(kinds)) < len(kinds):
+        raise ConfigError(
+            f"--proposer names a proposer twice ({', '.join(kinds)}) — name each once"
+        )
+    specs = [spec_for(study, k) for k in kinds] if kinds else list(study.proposers)
+    if model and "llm" not in [s.kind for s in specs]:
+        others = ", ".join(s.kind for s in specs)
+        raise ConfigError(f"--model applies to the llm proposer, not {others} — drop --model")
+    members = [_member(study, spec, replay, model) for spec in specs]
+    if len(members) == 1:
+        return members[0]
+    weights = {m.name: spec.weight for m, spec in zip(members, specs, strict=True)}
+    return EnsembleProposer(members, prior_seconds=study.run.budget, weights=weights)
+
+
+def spec_for(study: Study, kind: str) -> ProposerSpec:
+    """The settings for ``--proposer KIND``: the file's table of that kind, else the first."""
+    same = [spec for spec in study.proposers if spec.kind == kind]
+    if same:
+        return same[0]
+    return study.proposer.model_copy(update={"kind": kind, "name": None})
+
+
+def _member(study: Study, spec: ProposerSpec, replay: Path | None, model: str | None) -> Proposer:
+    """One proposer built from its own table: its settings read as the study's ``[proposer]``."""
+    own = study if spec is study.proposer else study.model_copy(update={"proposer": spec})
+    proposer = _build(own, spec.kind, replay, model if spec.kind == "llm" else None)
+    if spec.name:
+        proposer.name = spec.name  # what the ledger records and the bandit counts
+    return proposer
+
+
+def _build(study: Study, kind: str, replay: Path | None, model: str | None) -> Proposer:
+    """The proposer of ``kind``, configured by ``study.proposer``."""
     if kind == "mutate":
         return MutateProposer(max_changes=study.proposer.max_changes, editable=study.editable)
     if kind == "sweep":

@@ -152,7 +152,7 @@ class SweepProposer:
         """An in-memory study holding every earlier sweep trial of this tag."""
         import optuna
 
-        seed = context.seed * 1_000_003 + len(context.history)
+        seed = (context.seed * 1_000_003 + len(context.history)) % 2**32  # numpy's range
         samplers = {
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=_STARTUP),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(

@@ -593,6 +593,34 @@ def _restore_refs(repo: Repo, tag: str, experiments: list[Experiment]) -> None:
     repo.update_refs(missing)
 
 
+def _restore_islands(
+    repo: Repo, tag: str, experiments: list[Experiment], observer: Observer
+) -> None:
+    """Each island branch carries its island's latest keep, even if we died before moving it.
+
+    A keep is recorded in the ledger before the refs move (``record_refs``), so a
+    kill in between leaves ``ratchet-island/<tag>/<k>`` one keep behind; it moves
+    the way that keep would have moved it (``carry``: forward only, never back).
+    """
+    latest: dict[int, tuple[int, str]] = {}  # island -> (experiment id, commit) of its last keep
+    for e in experiments:
+        if e.status == "keep" and e.island is not None and e.commit:
+            latest[e.island] = (e.id, e.commit)  # the ledger is in id order: the last one wins
+    updates = {}
+    for island, (exp_id, commit) in sorted(latest.items()):
+        ref = island_branch(tag, island)
+        head = repo.rev(ref)
+        if head is not None and repo.is_ancestor(commit, head):
+            continue
+        updates[ref] = carry(repo, ref, commit, exp_id)
+        observer.message(
+            f"moved ratchet-island/{tag}/{island} to island {island}'s incumbent"
+            f" {commit[:7]} (experiment #{exp_id})"
+        )
+    if updates:
+        repo.update_refs(updates)
+
+
 def _reconcile(repo: Repo, ledger: Ledger, tag: str, observer: Observer) -> str:
     """Repair after a crash; return the commit the next experiment builds on."""
     stopped = ledger.mark_interrupted(tag)
@@ -602,6 +630,7 @@ def _reconcile(repo: Repo, ledger: Ledger, tag: str, observer: Observer) -> str:
     repo.prune_worktrees()
     experiments = ledger.experiments(tag)
     _restore_refs(repo, tag, experiments)
+    _restore_islands(repo, tag, experiments, observer)
     branch = f"refs/heads/ratchet/{tag}"
     current = repo.rev(branch)
     best = incumbent(experiments)
