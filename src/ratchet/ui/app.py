@@ -35,6 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..store import queries
 from ..study import Study
 from .data import StudyData, chart, dumps, lineage, overview
 from .steer import steer_routes
@@ -49,7 +50,8 @@ PAGES = ("/", "/experiments", "/experiments/{exp_id:int}", "/lineage", "/live")
 
 
 def create_app(study: Study, *, tag: str | None = None, token: str | None = None) -> Starlette:
-    """The dashboard for ``study``; ``tag`` is the tag shown first (default: the latest)."""
+    """The dashboard for ``study``; ``tag`` is the tag shown first (default: the most recent,
+    the newest experiment's, as ``status`` and ``report`` choose)."""
     data = StudyData(study)
     here = resources.files("ratchet.ui")
     shell = (here / "templates" / "index.html").read_text(encoding="utf-8")
@@ -63,8 +65,9 @@ def create_app(study: Study, *, tag: str | None = None, token: str | None = None
             return None
         if asked:
             return asked
-        tags = data.tags()
-        return tag if tag in tags or not tags else tags[-1]
+        if tag in data.tags():
+            return tag
+        return queries.chosen_tag(data.experiments(), None, study.root)  # the most recent
 
     async def page(_request: Request) -> Response:
         return Response(shell, media_type="text/html", headers={**_NO_STORE, **_PAGE_HEADERS})
