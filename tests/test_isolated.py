@@ -76,7 +76,7 @@ def test_the_pruner_watches_the_run_inside_the_worker_process(tmp_path: Path) ->
 def test_a_worker_process_killed_mid_sample_is_a_crash_and_comes_back(tmp_path: Path) -> None:
     pool = _pool(tmp_path, "echo started; sleep 30; echo score: 1\n", Observer())
     executor = pool.executors[0]
-    process = pool._own[0].process
+    process = pool.executors[0].process
     assert process is not None
     threading.Timer(1.0, process.kill).start()
     try:

@@ -14,7 +14,7 @@ from typing import Protocol
 from ..metrics import ProgressPoint
 from .phases import Candidate, Measurement
 
-__all__ = ["BaseExecutor", "Watch"]
+__all__ = ["BaseExecutor", "Watch", "call"]
 
 Watch = Callable[[ProgressPoint], "str | None"]  # a pruner: a reason to stop, or None
 
@@ -35,3 +35,15 @@ class BaseExecutor(Protocol):
     def confirm(self, candidate: Candidate) -> Measurement:
         """The study's ``[confirm]`` command on a measured candidate."""
         ...
+
+
+def call(
+    executor: BaseExecutor, kind: str, candidate: Candidate, watch: Watch | None = None
+) -> Measurement | None:
+    """One sample by the name of its kind (smoke, measure, confirm): how an executor in
+    another process (a worker process, a Ray node) is asked over a socket."""
+    if kind == "smoke":
+        return executor.smoke(candidate)
+    if kind == "confirm":
+        return executor.confirm(candidate)
+    return executor.measure(candidate, watch=watch)

@@ -18,35 +18,32 @@ Lifetime and signals: a worker process asks the kernel to kill it when the
 driver dies (``PR_SET_PDEATHSIG``), kill -9 included; its shepherd then sees
 its control pipe close and kills the experiment's tree. It leaves when its
 socket closes. Ctrl-C in a terminal reaches it (same process group) and
-interrupts its phase as with one worker; ``Pool.interrupt`` sends it SIGINT for
-a SIGINT sent to the driver alone. A worker process that dies mid-sample gives
+interrupts its phase as with one worker; ``IsolatedExecutor.interrupt`` sends it
+SIGINT for a SIGINT sent to the driver alone. A worker process that dies mid-sample gives
 a ``crash`` naming it, and is started again for the next call.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
-from typing import Any
 
 from ..observer import Observer
 from ..study import Study
-from .base import BaseExecutor, Watch
+from .base import BaseExecutor, Watch, call
 from .environment import adopt_environ, user_environ
 from .factory import make_executor
+from .orphans import die_with_parent
 from .phases import Candidate, Measurement
 from .resources import Slot
 
 __all__ = ["Pool", "IsolatedExecutor", "main"]
 
-PR_SET_PDEATHSIG = 1
 _EVENTS = ("phase_started", "output_line")  # what a worker process reports while it runs
 CLOSE_WAIT_S = 10.0
 
@@ -154,23 +151,16 @@ class Pool:
         budget: float | None,
         slots: list[Slot],
     ) -> None:
-        self.executors: list[BaseExecutor] = []
-        self._own: list[IsolatedExecutor] = []
+        self.executors: list[IsolatedExecutor] = []
         try:
             for slot in slots:
-                executor = IsolatedExecutor(study, pinned, observer, budget, slot)
-                self._own.append(executor)
-                self.executors.append(executor)
+                self.executors.append(IsolatedExecutor(study, pinned, observer, budget, slot))
         except BaseException:
             self.close()
             raise
 
-    def interrupt(self) -> None:
-        for executor in self._own:
-            executor.interrupt()
-
     def close(self) -> None:
-        for executor in self._own:
+        for executor in self.executors:
             executor.close()
 
 
@@ -190,15 +180,6 @@ class _Forward(Observer):
         self.conn.send(("event", ("output_line", (exp_id, line))))
 
 
-def _die_with_parent() -> None:
-    """SIGKILL when the driver dies (Linux); elsewhere the socket's EOF ends us later."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:  # the driver died before the request took effect
-        os._exit(1)
-
-
 def _serve(conn: Connection, executor: BaseExecutor) -> None:
     """Answer calls until the driver closes the socket; Ctrl-C while idle is ignored."""
     while True:
@@ -209,29 +190,16 @@ def _serve(conn: Connection, executor: BaseExecutor) -> None:
         except KeyboardInterrupt:
             continue
         try:
-            conn.send(("done", _dispatch(executor, method, candidate, watch)))
+            conn.send(("done", call(executor, method, candidate, watch)))
         except KeyboardInterrupt:  # between phases: the sample is interrupted
             conn.send(("done", Measurement("interrupted", reason="stopped by Ctrl-C")))
         except Exception as exc:  # noqa: BLE001 - raised again in the driver
             conn.send(("error", exc))
 
 
-def _dispatch(
-    executor: BaseExecutor,
-    method: str,
-    candidate: Candidate,
-    watch: Any,
-) -> Measurement | None:
-    if method == "smoke":
-        return executor.smoke(candidate)
-    if method == "confirm":
-        return executor.confirm(candidate)
-    return executor.measure(candidate, watch=watch)
-
-
 def main(argv: list[str]) -> int:
     """The worker process: ``python -m ratchet.execute.isolated FD [STUDY-DIR]``."""
-    _die_with_parent()
+    die_with_parent()
     conn = Connection(int(argv[1]))
     try:
         study, pinned, budget, slot, environ = conn.recv()

@@ -9,6 +9,7 @@ and reaps them. Kept apart from the runner: this is mechanism (prctl,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -17,9 +18,10 @@ from collections.abc import Callable
 
 from .proctree import children, descendants, start_time
 
-__all__ = ["PR_SET_CHILD_SUBREAPER", "set_subreaper", "kill_adopted"]
+__all__ = ["PR_SET_CHILD_SUBREAPER", "die_with_parent", "set_subreaper", "kill_adopted"]
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 
 
 def set_subreaper(prctl: Callable[..., int] | None, on: bool) -> bool:
@@ -28,6 +30,17 @@ def set_subreaper(prctl: Callable[..., int] | None, on: bool) -> bool:
         return False
     flag, zero = ctypes.c_ulong(int(on)), ctypes.c_ulong(0)
     return prctl(PR_SET_CHILD_SUBREAPER, flag, zero, zero, zero) == 0
+
+
+def die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when our parent dies (Linux; kill -9 included), so a
+    process serving Ratchet (a worker process, a Ray node's sample process) never
+    outlives it; leave now if the parent died before the request took effect."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:
+        os._exit(1)
 
 
 def kill_adopted(shepherd: int, wait: float) -> None:

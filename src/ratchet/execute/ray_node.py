@@ -29,7 +29,6 @@ runner's Ctrl-C path: the whole tree is stopped) and the sample ends
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import shutil
@@ -47,6 +46,9 @@ from typing import Any
 
 from ..metrics import ProgressPoint
 from ..observer import Observer
+from ..removal import remove_tree
+from .base import call
+from .orphans import die_with_parent
 from .phases import Candidate, Executor, Measurement
 
 __all__ = [
@@ -65,7 +67,6 @@ FLUSH_S = 0.05  # how often a running sample sends its lines (and hears of a sto
 KEEP_SETS = 64  # file sets a node keeps cached...
 IDLE_S = 600.0  # ...beyond which one unused for this long is removed
 _SKIPPED = (".git", ".ratchet", "__pycache__")
-_PR_SET_PDEATHSIG = 1
 
 FileSet = dict[str, tuple[bytes, bool]]  # study-relative path -> (content, executable)
 
@@ -129,9 +130,16 @@ def cached_tree(digest: str, fetch: Callable[[], FileSet]) -> Path:
             if not target.is_dir():
                 raise
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        _discard(partial)
     _evict(target.parent, keep=KEEP_SETS, idle_s=IDLE_S)
     return target
+
+
+def _discard(path: Path) -> None:
+    """Remove a scratch tree (what a candidate wrote, too) the one way Ratchet removes
+    trees (``removal.remove_tree``: no symlink followed); what cannot go stays."""
+    with contextlib.suppress(OSError):
+        remove_tree(path)
 
 
 def _evict(cache: Path, *, keep: int, idle_s: float) -> None:
@@ -147,7 +155,7 @@ def _evict(cache: Path, *, keep: int, idle_s: float) -> None:
     now = time.time()
     for used, path in sorted(sets, reverse=True)[keep:]:
         if now - used > idle_s:
-            shutil.rmtree(path, ignore_errors=True)
+            _discard(Path(path))
 
 
 class Streamer:
@@ -265,7 +273,7 @@ def run_sample(
             "host": socket.gethostname(),
         }
     finally:
-        shutil.rmtree(here, ignore_errors=True)
+        _discard(here)
 
 
 def _follow(conn: Connection, streamer: Streamer) -> Measurement | None:
@@ -351,21 +359,12 @@ def _in_sample_process(
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a stop: the runner's Ctrl-C
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # Ray blocks some
-    libc = ctypes.CDLL(None, use_errno=True)
-    with contextlib.suppress(AttributeError):
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the worker's death is ours
-    if os.getppid() == 1:
-        return 1
+    die_with_parent()  # the worker's death is ours
     forward = _Forward(conn)
     executor.observer = forward
     try:
         try:
-            if kind == "smoke":
-                m = executor.smoke(candidate)
-            elif kind == "confirm":
-                m = executor.confirm(candidate)
-            else:
-                m = executor.measure(candidate, watch=forward.watch)
+            m = call(executor, kind, candidate, forward.watch)
         except KeyboardInterrupt:  # the stop came between two phases: nothing runs now
             m = Measurement("interrupted", reason="stopped by the driver")
         conn.send(("done", m))

@@ -94,10 +94,7 @@ class Crew:
             first.for_worker(ws.for_worker(k, len(slots)), executor_of(k), slots[k].name)
             for k in range(1, len(slots))
         ]
-        if pool is not None:
-            return cls(benches, interrupt=pool.interrupt)
-
-        def interrupt() -> None:  # executors that run elsewhere (Ray) stop their samples
+        def interrupt() -> None:  # worker processes and Ray samples stop theirs
             for bench in benches:
                 if stop := getattr(bench.executor, "interrupt", None):
                     stop()

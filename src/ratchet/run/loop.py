@@ -198,8 +198,9 @@ def _drive(
             stopped = "stopped by `ratchet stop`"
             break
         bench.refresh()  # the history, read once per experiment
-        current = incumbent(bench.mine())
-        if remeasure_due(bench.mine(), ws.study, bench.judge):
+        mine = bench.mine()
+        current = incumbent(mine)
+        if remeasure_due(mine, ws.study, bench.judge):
             if current is not None and not bench.sampler.busy(current.commit):
                 bench.sampler.claim(current.commit)
                 crew.start(worker, _remeasure(current))

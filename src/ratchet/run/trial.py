@@ -606,13 +606,16 @@ def _sample_until_decided(
     alongside: list[float] = []
     seconds = 0.0
     while True:
-        if top_ups and not interleave:  # samples other workers took meanwhile count too
-            shared = protocol.reference(bench.mine(), parent)
-            if len(shared) > len(reference):
-                reference[:] = shared
         turn = protocol.next_sample(
             samples, alongside, reference, interleave=interleave, exact=not top_ups
         )
+        if turn == "incumbent" and not interleave:  # first the samples other workers took
+            shared = protocol.reference(bench.mine(), parent)
+            if len(shared) > len(reference):
+                reference[:] = shared
+                turn = protocol.next_sample(
+                    samples, alongside, reference, interleave=False, exact=not top_ups
+                )
         if turn == "incumbent":
             again = bench.sampler.remeasure(bench, parent)  # shared by every worker
             bench.ws.checkout(trial.commit or base)
